@@ -1,0 +1,1 @@
+"""Code generation: TIR kernels to plain C, and the AOT emitter of model.c / model.h."""

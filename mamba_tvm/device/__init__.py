@@ -1,0 +1,1 @@
+"""Running generated programs: QEMU today, boards and RPC sessions later."""

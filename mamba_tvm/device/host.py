@@ -1,0 +1,33 @@
+"""Build the generated C for the host with gcc and run it: the first parity check, no device needed."""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BuildError, DeviceError
+
+RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime_c"
+STRICT_C = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+
+
+def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None) -> Path:
+    exe = out or model_dir / "host_runner"
+    cmd = [cc, *STRICT_C, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
+           str(RUNTIME_C / "host_main.c"), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{cc} failed on the generated C:\n{proc.stderr.strip()}")
+    return exe
+
+
+def run_host(exe: Path, x: np.ndarray) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, outp = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
+        np.ascontiguousarray(x, dtype=np.float32).tofile(inp)
+        proc = subprocess.run([str(exe), str(inp), str(outp)], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise DeviceError(f"host runner exited with {proc.returncode}: {proc.stderr.strip()}")
+        return np.fromfile(outp, dtype=np.float32)

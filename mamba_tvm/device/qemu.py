@@ -1,0 +1,139 @@
+"""Run a bare-metal ELF on QEMU mps2-an500 (Cortex-M7) and parse what it prints.
+
+Why this shape: under ``-icount shift=0`` QEMU's virtual clock advances 1 ns per
+instruction, so the harness's TIMER0 reading is a repeatable instruction count
+(not cycles: QEMU models no pipeline or caches). Outputs come back as raw
+IEEE-754 bits, so the host can compare them bit-exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mamba_tvm.errors import DeviceError
+
+QEMU = "qemu-system-arm"
+TIMER_HZ = 25_000_000  # CMSDK TIMER0 on mps2-an500
+NS_PER_TICK = 1_000_000_000 // TIMER_HZ  # 40
+_TAIL_LINES = 25
+
+
+def qemu_available() -> bool:
+    """True when qemu-system-arm is on PATH."""
+    return shutil.which(QEMU) is not None
+
+
+def instructions_per_tick(icount_shift: int = 0) -> int:
+    """Instructions per TIMER0 tick: one instruction lasts 2**shift ns."""
+    if not 0 <= icount_shift <= 3:
+        raise ValueError("icount_shift must be 0..3 so a tick is a whole number of instructions")
+    return NS_PER_TICK >> icount_shift
+
+
+def qemu_command(elf: Path | str, icount_shift: int = 0) -> list[str]:
+    """The exact QEMU command line; the generated Makefile's `run` target uses it too."""
+    return [
+        QEMU, "-M", "mps2-an500", "-cpu", "cortex-m7", "-nographic",
+        "-monitor", "none", "-serial", "none",
+        "-semihosting-config", "enable=on,target=native",
+        "-icount", f"shift={icount_shift}",
+        "-kernel", str(elf),
+    ]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run of main_run_once.c: outputs, timing and stack, as printed by the device."""
+
+    logits: np.ndarray  # float32, bit-exact copy of the device's output buffer
+    ticks: int  # TIMER0 ticks spent inside tvmgen_default_run
+    instructions: int  # ticks * instructions_per_tick (resolution: one tick)
+    stack_used: int | None  # stack high-water mark in bytes (harness + model)
+    rc: int  # tvmgen_default_run's return value
+    stdout: str
+    stack_at_call: int | None = None  # stack already in use when the model was called
+    stack_reserved: int | None = None  # the linker script's .stack reservation
+
+    @property
+    def stack_overflow(self) -> bool:
+        """True when the stack outgrew its reservation: harmless on QEMU (free RAM was painted), fatal on a board."""
+        return self.stack_used is not None and self.stack_reserved is not None and self.stack_used > self.stack_reserved
+
+
+def _tail(*texts: str) -> str:
+    lines = "\n".join(t for t in texts if t).splitlines()
+    return "\n".join(lines[-_TAIL_LINES:])
+
+
+def parse_output(stdout: str, icount_shift: int = 0) -> RunResult:
+    """Parse the LOGIT/TICKS/STACK_*/RC/DONE protocol; DeviceError when it is incomplete."""
+    bits: list[int] = []
+    values: dict[str, int] = {}
+    done = False
+    for line in stdout.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0]
+        try:
+            if key == "LOGIT" and len(parts) == 3:
+                if int(parts[1]) != len(bits):
+                    raise DeviceError(f"LOGIT lines out of order at {line!r}\n{_tail(stdout)}")
+                bits.append(int(parts[2], 16))
+            elif key in ("TICKS", "STACK_USED", "STACK_AT_CALL", "STACK_RESERVED", "RC") and len(parts) == 2:
+                values[key] = int(parts[1])
+            elif key == "DONE":
+                done = True
+            elif key == "FAULT":
+                raise DeviceError(f"device fault: {line}\n{_tail(stdout)}")
+        except ValueError as exc:
+            raise DeviceError(f"unparsable device line {line!r}: {exc}\n{_tail(stdout)}") from exc
+    if not done:
+        raise DeviceError(f"device output has no DONE line; last output:\n{_tail(stdout)}")
+    missing = [k for k in ("TICKS", "RC") if k not in values]
+    if missing:
+        raise DeviceError(f"device output lacks {', '.join(missing)}:\n{_tail(stdout)}")
+    ticks = values["TICKS"]
+    return RunResult(
+        logits=np.array(bits, dtype=np.uint32).view(np.float32),
+        ticks=ticks,
+        instructions=ticks * instructions_per_tick(icount_shift),
+        stack_used=values.get("STACK_USED"),
+        rc=values["RC"],
+        stdout=stdout,
+        stack_at_call=values.get("STACK_AT_CALL"),
+        stack_reserved=values.get("STACK_RESERVED"),
+    )
+
+
+def run_elf(elf: Path | str, timeout: float = 60, icount_shift: int = 0, check_rc: bool = True) -> RunResult:
+    """Run `elf` once on QEMU and return its parsed result.
+
+    Raises DeviceError on a timeout, a non-zero QEMU exit (e.g. a fault), a missing
+    DONE, or (with check_rc) a non-zero return from tvmgen_default_run.
+    """
+    elf = Path(elf)
+    if not elf.is_file():
+        raise DeviceError(f"ELF not found: {elf}")
+    cmd = qemu_command(elf, icount_shift)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise DeviceError(f"{QEMU} not found; install it with: apt-get install qemu-system-arm") from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise DeviceError(f"QEMU timed out after {timeout}s running {elf}; last output:\n{_tail(out, err)}") from exc
+    if proc.returncode != 0:
+        raise DeviceError(
+            f"QEMU exited with {proc.returncode} running {elf}; last output:\n{_tail(proc.stdout, proc.stderr)}"
+        )
+    result = parse_output(proc.stdout, icount_shift)
+    if check_rc and result.rc != 0:
+        raise DeviceError(f"tvmgen_default_run returned {result.rc}; last output:\n{_tail(proc.stdout)}")
+    return result

@@ -1,0 +1,6 @@
+"""Our own named passes, each a tvm.transform pass in its own module."""
+from .fuse_epilogues import FuseEpilogues
+from .kernel_workspace import HoistKernelTemporaries, kernel_stack_bytes
+from .make_plain_c_api import MakePlainCAPI
+
+__all__ = ["FuseEpilogues", "HoistKernelTemporaries", "MakePlainCAPI", "kernel_stack_bytes"]

@@ -1,0 +1,198 @@
+"""The planned program and the arena planner.
+
+`plan_program` reads the lowered Relax `main` (a flat list of destination-passing kernel
+calls) into a PlannedProgram: tensors (input, output, constant or arena) and an ordered
+list of kernel calls on them. Every arena tensor, including each kernel's hoisted
+workspace, gets an offset from a liveness-aware greedy-by-size placement (the algorithm of
+TVM's former USMP `greedy_by_size`). The C emitter, the memory report and the profiler all
+read this one object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import ir, relax, tirx
+
+from .errors import CompileError
+from .passes.kernel_workspace import WORKSPACE_ATTR
+
+ALIGN = 16
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class Tensor:
+    name: str
+    kind: str  # "input" | "output" | "const" | "arena"
+    shape: tuple[int, ...]
+    nbytes: int
+    value: np.ndarray | None = None  # constants
+    first_use: int = -1
+    last_use: int = -1
+    offset: int | None = None  # arena tensors
+
+
+@dataclass
+class KernelCall:
+    kernel: str
+    args: list[str]
+
+
+@dataclass
+class PlannedProgram:
+    tensors: dict[str, Tensor]
+    calls: list[KernelCall]
+    kernels: dict[str, tirx.PrimFunc]
+    inputs: list[str]
+    outputs: list[str]
+    arena_bytes: int = 0
+    unplanned_bytes: int = 0  # every arena tensor back to back: what no reuse would cost
+    notes: list[str] = field(default_factory=list)
+
+    def arena_tensors(self) -> list[Tensor]:
+        return [t for t in self.tensors.values() if t.kind == "arena"]
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values() if t.kind == "const")
+
+
+def _shape_bytes(ty) -> tuple[tuple[int, ...], int]:
+    shape = tuple(int(s) for s in ty.shape)
+    return shape, int(np.prod(shape, dtype=np.int64)) * tvm.DataType(str(ty.dtype)).bits // 8
+
+
+class _Reader:
+    """Walks the bindings of the lowered main; aliases (reshape, tuples) share a tensor."""
+
+    def __init__(self, mod: tvm.IRModule):
+        self.mod = mod
+        self.tensors: dict[str, Tensor] = {}
+        self.calls: list[KernelCall] = []
+        self.alias: dict = {}
+        self.const_ids: dict = {}
+
+    def read(self) -> PlannedProgram:
+        main = self.mod["main"]
+        inputs = []
+        for p in main.params:
+            shape, nbytes = _shape_bytes(p.ty)
+            name = f"input{len(inputs)}" if len(main.params) > 1 else "input"
+            self.tensors[name] = Tensor(name, "input", shape, nbytes)
+            self.alias[p] = name
+            inputs.append(name)
+        body = main.body
+        for block in body.blocks:
+            for b in block.bindings:
+                self._binding(b.var, b.value)
+        ret = self._ref(body.body)
+        outputs = ret if isinstance(ret, list) else [ret]
+        for i, name in enumerate(outputs):
+            t = self.tensors[name]
+            if t.kind != "arena":
+                raise CompileError(f"model output {i} is a {t.kind} tensor, expected a computed tensor")
+            t.kind, t.name = "output", ("output" if len(outputs) == 1 else f"output{i}")
+        renamed = {name: self.tensors[name].name for name in outputs}
+        self.tensors = {t.name: t for t in self.tensors.values()}
+        for call in self.calls:
+            call.args = [renamed.get(a, a) for a in call.args]
+        outputs = [renamed[n] for n in outputs]
+        kernels = {c.kernel: self.mod[c.kernel] for c in self.calls}
+        return PlannedProgram(self.tensors, self.calls, kernels, inputs, outputs)
+
+    def _binding(self, var, value):
+        if isinstance(value, relax.Call) and isinstance(value.op, ir.GlobalVar):
+            kernel = value.op.name_hint
+            args = [self._ref(a) for a in value.args]
+            func = self.mod[value.op]
+            for ws in (func.attrs.get(WORKSPACE_ATTR, []) if func.attrs else []):
+                buf = next(p for p in func.params if p.name == ws)
+                shape, nbytes = _shape_bytes(buf.ty)
+                name = f"{kernel}_{len(self.calls)}_{ws}"
+                self.tensors[name] = Tensor(name, "arena", shape, nbytes)
+                args.append(name)
+            if len(args) != len(func.params):
+                raise CompileError(f"kernel '{kernel}' takes {len(func.params)} buffers, called with {len(args)}")
+            step = len(self.calls)
+            self.calls.append(KernelCall(kernel, args))
+            for a in args:
+                t = self.tensors[a]
+                if t.first_use < 0:
+                    t.first_use = step
+                t.last_use = step
+            return
+        if isinstance(value, relax.Call):
+            op = value.op.name if isinstance(value.op, ir.Op) else str(value.op)
+            if op == "relax.builtin.alloc_tensor":
+                shape, nbytes = _shape_bytes(var.ty)
+                name = f"t{len(self.tensors)}"
+                self.tensors[name] = Tensor(name, "arena", shape, nbytes)
+                self.alias[var] = name
+            elif op == "relax.reshape":
+                self.alias[var] = self._ref(value.args[0])
+            else:
+                raise CompileError(f"unsupported operation '{op}' left in the lowered graph")
+        elif isinstance(value, relax.Var):
+            self.alias[var] = self._ref(value)
+        elif isinstance(value, relax.Tuple):
+            self.alias[var] = [self._ref(f) for f in value.fields]
+        elif isinstance(value, relax.TupleGetItem):
+            self.alias[var] = self._ref(value.tuple_value)[value.index]
+        else:
+            raise CompileError(f"unsupported binding {type(value).__name__} in the lowered graph")
+
+    def _ref(self, expr):
+        if isinstance(expr, ir.Constant):
+            if expr not in self.const_ids:
+                arr = expr.value.numpy()
+                name = f"w{len(self.const_ids)}"
+                self.const_ids[expr] = name
+                self.tensors[name] = Tensor(name, "const", tuple(arr.shape), arr.nbytes, value=arr)
+            return self.const_ids[expr]
+        if isinstance(expr, relax.Tuple):
+            return [self._ref(f) for f in expr.fields]
+        if isinstance(expr, relax.Var):
+            return self.alias[expr]
+        raise CompileError(f"unsupported expression {type(expr).__name__} in the lowered graph")
+
+
+def greedy_by_size(tensors: list[Tensor]) -> int:
+    """Place the largest tensors first, each at the lowest offset that overlaps no tensor
+    live at the same time; returns the arena size."""
+    placed: list[Tensor] = []
+    for t in sorted(tensors, key=lambda t: (-t.nbytes, t.first_use)):
+        busy = sorted((p.offset, p.offset + _align(p.nbytes)) for p in placed
+                      if not (p.last_use < t.first_use or t.last_use < p.first_use))
+        offset = 0
+        for lo, hi in busy:
+            if offset + _align(t.nbytes) <= lo:
+                break
+            offset = max(offset, hi)
+        t.offset = offset
+        placed.append(t)
+    return max((t.offset + _align(t.nbytes) for t in placed), default=0)
+
+
+def check_plan(program: PlannedProgram) -> None:
+    """No two arena tensors live at the same time may overlap (guards the planner itself)."""
+    ts = program.arena_tensors()
+    for i, a in enumerate(ts):
+        for b in ts[i + 1:]:
+            live_together = not (a.last_use < b.first_use or b.last_use < a.first_use)
+            overlap = a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes
+            if live_together and overlap:
+                raise CompileError(f"arena plan error: {a.name} and {b.name} overlap while both live")
+
+
+def plan_program(lowered: tvm.IRModule) -> PlannedProgram:
+    program = _Reader(lowered).read()
+    arena = program.arena_tensors()
+    program.arena_bytes = greedy_by_size(arena)
+    program.unplanned_bytes = sum(_align(t.nbytes) for t in arena)
+    check_plan(program)
+    return program

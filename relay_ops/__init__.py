@@ -1,0 +1,15 @@
+"""Custom operators of the Mamba block, each defined twice side by side:
+a `torch.library` custom op (with its PyTorch reference implementation, so `torch.export`
+keeps it as one node) and the TIR PrimFunc that replaces it in Relax as an `R.call_tir`.
+
+The name `relay_ops` is historical (microTVM users know it); the IR is Relax + TIR.
+"""
+from . import causal_conv1d, selective_scan
+
+#: node targets of the exported program -> converter for `from_exported_program`
+CUSTOM_CONVERT_MAP = {
+    "selective_scan.default": selective_scan.relax_converter,
+    "causal_conv1d_silu.default": causal_conv1d.relax_converter,
+}
+
+__all__ = ["CUSTOM_CONVERT_MAP", "causal_conv1d", "selective_scan"]

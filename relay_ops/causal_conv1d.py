@@ -1,0 +1,56 @@
+"""Depthwise causal conv1d with bias and SiLU, in (batch, time, channel) layout.
+
+As a custom op it replaces torch's Conv1d(groups=C, padding=K-1)[..., :T] plus the two
+transposes around it: TVM's generic lowering would materialize a padded, transposed copy of
+the (T, d_inner) activation; this kernel reads the input in place.
+"""
+import torch
+import torch.nn.functional as F
+from tvm import relax
+from tvm.script import tirx as T
+
+
+def causal_conv1d_silu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x: (B, L, D); weight: (D, K); bias: (D,) -> silu(causal depthwise conv(x))."""
+    length, kernel = x.shape[1], weight.shape[1]
+    y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), bias, padding=kernel - 1, groups=x.shape[2])
+    return F.silu(y[..., :length].transpose(1, 2))
+
+
+@torch.library.custom_op("mamba::causal_conv1d_silu", mutates_args=())
+def causal_conv1d_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return causal_conv1d_silu_reference(x, weight, bias)
+
+
+@causal_conv1d_silu.register_fake
+def _(x, weight, bias):
+    return torch.empty_like(x)
+
+
+def make_primfunc(batch: int, length: int, channels: int, kernel: int, dtype: str = "float32"):
+    """TIR: one output element at a time; taps before t=0 are the causal zero padding."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def causal_conv1d_silu(x: T.Buffer((batch, length, channels), dtype),
+                           weight: T.Buffer((channels, kernel), dtype),
+                           bias: T.Buffer((channels,), dtype),
+                           y: T.Buffer((batch, length, channels), dtype)):
+        acc = T.alloc_buffer((1,), dtype)
+        for b, t, d in T.grid(batch, length, channels):
+            acc[0] = bias[d]
+            for k in range(kernel):
+                if t + k >= kernel - 1:
+                    acc[0] = acc[0] + weight[d, k] * x[b, t + k - (kernel - 1), d]
+            y[b, t, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+
+    return causal_conv1d_silu
+
+
+def relax_converter(node, importer):
+    """`from_exported_program` hook: the custom op node becomes R.call_tir to the PrimFunc."""
+    x, weight, bias = importer.retrieve_args(node)
+    batch, length, channels = (int(s) for s in x.ty.shape)
+    kernel = int(weight.ty.shape[1])
+    gv = importer.block_builder.add_func(make_primfunc(batch, length, channels, kernel), "causal_conv1d_silu")
+    out_ty = relax.TensorType((batch, length, channels), "float32")
+    return importer.block_builder.emit(relax.call_tir(gv, [x, weight, bias], out_ty))
