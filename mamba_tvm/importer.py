@@ -1,6 +1,8 @@
 """torch.export -> Relax, with the custom ops mapped to their TIR kernels by R.call_tir."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import tvm
@@ -17,7 +19,8 @@ def import_model(spec: ModelSpec, seq_len: int) -> tvm.IRModule:
     if seq_len < 1:
         raise CompileError(f"sequence length must be positive, got {seq_len}")
     example = torch.zeros(1, seq_len, spec.n_features, dtype=torch.float32)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own pytree deprecations
         exported = torch.export.export(TinyMamba(spec), (example,))
     mod = from_exported_program(exported, custom_convert_map=CUSTOM_CONVERT_MAP, keep_params_as_input=False)
     return mod

@@ -1,0 +1,62 @@
+"""`python -m mamba_tvm.build`: compile a Mamba checkpoint to C and build it for a target.
+
+Every build ends with one JSON line on stdout (logits, memory, error vs PyTorch, out_dir);
+errors are one line on stderr and a non-zero exit, and the output directory is only
+replaced once the whole build has succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import MambaTVMError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    import boards
+
+    targets = sorted(boards.targets())
+    p = argparse.ArgumentParser(prog="python -m mamba_tvm.build", description=__doc__.splitlines()[0])
+    p.add_argument("--target", default="qemu/mps2_an500", help=f"one of: {', '.join(targets)}")
+    p.add_argument("--model", type=Path, default=None,
+                   help="checkpoint (.npz/.pt/.pth); default: the bundled KWS-10 TinyMamba")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default build/<target>)")
+    p.add_argument("--seq-len", type=int, default=None, help="sequence length T (default: the sample input's)")
+    p.add_argument("--run", action="store_true", help="run the firmware on QEMU and report device logits")
+    p.add_argument("--list-targets", action="store_true", help="list targets with their RAM and flash")
+    return p.parse_args(argv)
+
+
+def list_targets() -> str:
+    import boards
+
+    rows = []
+    for name, b in sorted(boards.targets().items()):
+        ram = " + ".join(f"{m.name} {m.size // 1024} KB" for m in b.ram)
+        rows.append(f"{name:<26} {b.core:<11} RAM: {ram}; flash {b.flash.size // 1024} KB")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list_targets:
+        print(list_targets())
+        return 0
+    try:
+        from .driver import build
+
+        report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
+                       seq_len=args.seq_len, run=args.run)
+    except MambaTVMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The build driver: checkpoint -> compiled model -> host check -> target project -> (run).
+
+Kept apart from the CLI so tests and the profiler call the same function.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CompileError, MambaTVMError
+
+MODEL_DIR = "model"
+
+
+def resolve_target(target: str):
+    import boards
+
+    table = boards.targets()
+    if target not in table:
+        raise CompileError(f"unknown target '{target}' (known: {', '.join(sorted(table))})")
+    platform = target.split("/", 1)[0]
+    return platform, table[target]
+
+
+def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False) -> dict:
+    from .compiler import compile_model
+    from .frontend import load_checkpoint, reference_logits
+    from .importer import example_input
+
+    platform, board = resolve_target(target)
+    if run and platform != "qemu":
+        raise CompileError(f"--run needs an emulated target (qemu/...); '{target}' runs on real hardware only")
+    spec = load_checkpoint(model)
+    x = example_input(spec, seq_len)
+    out = Path(out) if out else Path("build") / target
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        compiled = compile_model(spec, x.shape[1])
+        model_dir = staging / MODEL_DIR
+        compiled.write(model_dir)
+        reference = reference_logits(spec, x)[0]
+        report = {"target": target, "model": str(model), "seq_len": int(x.shape[1]),
+                  "arena_bytes": compiled.program.arena_bytes,
+                  "weights_bytes": compiled.program.weights_bytes}
+        report.update(_host_check(model_dir, compiled.c_files, x, reference))
+        report.update(_target_build(platform, board, staging, compiled, x, run))
+        logits = np.asarray(report["logits"], dtype=np.float32)
+        report["max_abs_err_vs_torch"] = float(np.max(np.abs(logits - reference)))
+        report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
+        report["argmax"] = int(np.argmax(logits))
+        report["argmax_torch"] = int(np.argmax(reference))
+        if "mambalite_c_logits" in spec.extras and spec.sample_input is not None and x is spec.sample_input:
+            report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - spec.extras["mambalite_c_logits"])))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report["out_dir"] = str(out)
+    return _relocate(report, staging, out)
+
+
+def _relocate(report: dict, old: Path, new: Path) -> dict:
+    return {k: (v.replace(str(old), str(new)) if isinstance(v, str) else v) for k, v in report.items()}
+
+
+def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: np.ndarray) -> dict:
+    from .device.host import build_host_runner, run_host
+
+    exe = build_host_runner(model_dir, c_files, out=model_dir.parent / "host_runner")
+    logits = run_host(exe, x)
+    return {"logits": logits.tolist(), "logits_from": "host",
+            "host_max_abs_err_vs_torch": float(np.max(np.abs(logits - reference)))}
+
+
+def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, run: bool) -> dict:
+    from .project.stack_usage import model_stack_bytes, stack_usage
+
+    model_dir = staging / MODEL_DIR
+    cflags = list(board.cflags)
+    if shutil.which(board.cc) is None:
+        raise MambaTVMError(f"{board.cc} not found: run ./setup.sh to install the toolchains")
+    usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
+    result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
+    if platform == "qemu":
+        result.update(_qemu_build(staging, compiled, x, cflags, run))
+    return result
+
+
+def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool) -> dict:
+    from .device.qemu import run_elf
+    from .project.baremetal import build_elf, elf_forbidden_symbols, elf_size, write_baremetal_project
+
+    write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags)
+    elf = build_elf(staging)
+    heap = elf_forbidden_symbols(elf)
+    if heap:
+        raise CompileError(f"the firmware links heap functions {heap}: the model must not allocate")
+    size = elf_size(elf)
+    result = {"elf": str(elf), "flash_bytes": size["text"] + size["data"]}
+    if run:
+        dev = run_elf(elf)
+        result.update({"logits": dev.logits.tolist(), "logits_from": "qemu", "instructions": dev.instructions,
+                       "device_stack_bytes": (dev.stack_used - dev.stack_at_call)
+                       if dev.stack_used is not None and dev.stack_at_call is not None else None})
+    return result
