@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import tvm
+
 from .codegen.aot import emit_model
 from .frontend import ModelSpec
 from .importer import import_model
@@ -33,7 +35,7 @@ class CompiledModel:
             "arena_bytes": p.arena_bytes,
             "arena_without_reuse_bytes": p.unplanned_bytes,
             "weights_bytes": p.weights_bytes,
-            "arena": [{"name": t.name, "offset": t.offset, "bytes": t.nbytes, "shape": list(t.shape),
+            "arena": [{"name": t.name, "producer": t.producer, "offset": t.offset, "bytes": t.nbytes, "shape": list(t.shape),
                        "live": [t.first_use, t.last_use]} for t in sorted(p.arena_tensors(), key=lambda t: t.offset)],
             "calls": [{"kernel": c.kernel, "args": c.args} for c in p.calls],
             "kernel_temporaries_bytes": self.kernel_temporaries(),
@@ -46,8 +48,8 @@ class CompiledModel:
         (out_dir / "plan.json").write_text(json.dumps(self.memory_report(), indent=1))
 
 
-def compile_model(spec: ModelSpec, seq_len: int) -> CompiledModel:
+def compile_model(spec: ModelSpec, seq_len: int, pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
     relax_mod = import_model(spec, seq_len)
-    lowered = mcu_pipeline()(relax_mod)
+    lowered = (pipeline or mcu_pipeline())(relax_mod)
     program = plan_program(lowered)
     return CompiledModel(program, emit_model(program, spec.name), seq_len)

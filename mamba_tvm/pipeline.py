@@ -23,12 +23,9 @@ def graph_passes() -> list:
     ]
 
 
-def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT) -> list:
+def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True) -> list:
     """Per-kernel TIR: no intermediate left full-size, nothing large left on the C stack."""
-    return [
-        FuseEpilogues,
-        HoistKernelTemporaries(stack_limit),
-    ]
+    return [FuseEpilogues] * fuse_epilogues + [HoistKernelTemporaries(stack_limit)]
 
 
 def call_passes() -> list:
@@ -41,6 +38,6 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT) -> tvm.transform.Pass:
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit) + call_passes(),
+def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True) -> tvm.transform.Pass:
+    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues) + call_passes(),
                                     name="mamba_tvm_mcu")

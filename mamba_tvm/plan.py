@@ -35,6 +35,7 @@ class Tensor:
     first_use: int = -1
     last_use: int = -1
     offset: int | None = None  # arena tensors
+    producer: str = ""  # kernel that writes it (the DPS output) or owns it (a workspace)
 
 
 @dataclass
@@ -114,12 +115,14 @@ class _Reader:
                 buf = next(p for p in func.params if p.name == ws)
                 shape, nbytes = _shape_bytes(buf.ty)
                 name = f"{kernel}_{len(self.calls)}_{ws}"
-                self.tensors[name] = Tensor(name, "arena", shape, nbytes)
+                self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel)
                 args.append(name)
             if len(args) != len(func.params):
                 raise CompileError(f"kernel '{kernel}' takes {len(func.params)} buffers, called with {len(args)}")
             step = len(self.calls)
             self.calls.append(KernelCall(kernel, args))
+            n_outputs = len(args) - len(func.attrs.get(WORKSPACE_ATTR, []) if func.attrs else [])
+            self.tensors[args[n_outputs - 1]].producer = self.tensors[args[n_outputs - 1]].producer or kernel
             for a in args:
                 t = self.tensors[a]
                 if t.first_use < 0:

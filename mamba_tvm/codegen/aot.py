@@ -104,7 +104,8 @@ def _model_c(program: PlannedProgram, model_name: str) -> str:
               "#ifndef TVMGEN_DEFAULT_ARENA_SECTION", "#define TVMGEN_DEFAULT_ARENA_SECTION", "#endif",
               f"static float tvmgen_default_arena[{max(program.arena_bytes // 4, 1)}] TVMGEN_DEFAULT_ARENA_SECTION;", ""]
     for t in sorted(program.arena_tensors(), key=lambda t: t.offset):
-        lines.append(f"/* {t.name:<28} offset {t.offset:>7}  bytes {t.nbytes:>7}  live calls {t.first_use}..{t.last_use} */")
+        lines.append(f"/* {t.name:<6} from {t.producer:<24} offset {t.offset:>7}  bytes {t.nbytes:>7}  "
+                     f"live calls {t.first_use}..{t.last_use} */")
     lines += ["", "int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs) {"]
 
     def ref(name: str) -> str:

@@ -1,0 +1,64 @@
+"""Properties of the generated C: portable, strict-warning clean, no runtime, no big stack,
+no materialized discretization, and an arena that fits the promise."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from mamba_tvm.project.stack_usage import model_stack_bytes, stack_usage
+
+COMPILERS = {
+    "gcc": ["gcc", "-O2"],
+    "clang": ["clang", "-O2"],
+    "arm-none-eabi-gcc": ["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-O2"],
+    "xtensa-lx106-elf-gcc": ["xtensa-lx106-elf-gcc", "-mlongcalls", "-O2"],
+}
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+
+
+@pytest.mark.parametrize("compiler", sorted(COMPILERS))
+@pytest.mark.parametrize("name", ["kws10", "two_blocks"])
+def test_strict_c99_on_every_compiler(built, name, compiler, tmp_path):
+    cmd = COMPILERS[compiler]
+    assert shutil.which(cmd[0]), f"{cmd[0]} missing: run tools/setup.sh"
+    b = built(name)
+    for f in b.compiled.c_files:
+        proc = subprocess.run([*cmd, *STRICT, "-I", str(b.model_dir), "-c", str(b.model_dir / f),
+                               "-o", str(tmp_path / (f + ".o"))], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_no_tvm_runtime_in_generated_c(built):
+    b = built("kws10")
+    for name, text in b.compiled.sources.items():
+        assert "tvm/" not in text and "TVMFFI" not in text and "DLTensor" not in text, name
+        assert not re.search(r"\b(malloc|calloc|realloc|free)\s*\(", text), name
+    header = b.compiled.sources["model.h"]
+    for api in ("struct tvmgen_default_inputs", "struct tvmgen_default_outputs", "tvmgen_default_run(",
+                "#define TVMGEN_DEFAULT_WORKSPACE_SIZE"):
+        assert api in header
+
+
+def test_kws10_arena_below_200k_and_no_discretization_tensor(built):
+    b = built("kws10")
+    p, spec = b.compiled.program, b.spec
+    assert p.arena_bytes < 200 * 1024, p.arena_bytes
+    assert f"#define TVMGEN_DEFAULT_WORKSPACE_SIZE {p.arena_bytes}" in b.compiled.sources["model.h"]
+    t, di, ds = 100, spec.d_inner, spec.d_state
+    for tensor in p.arena_tensors():
+        n = 1
+        for s in tensor.shape:
+            n *= s
+        assert n < t * di * ds // 4, f"{tensor.name} {tensor.shape} is a discretization-sized tensor"
+        assert not (di in tensor.shape and ds in tensor.shape and t in tensor.shape)
+
+
+@pytest.mark.parametrize("name", ["kws10", "two_blocks"])
+def test_kernel_stack_below_1k(built, name):
+    b = built(name)
+    temporaries = b.compiled.kernel_temporaries()
+    assert sum(temporaries.values()) < 1024, temporaries
+    usage = stack_usage(b.model_dir, b.compiled.c_files, "arm-none-eabi-gcc", COMPILERS["arm-none-eabi-gcc"][1:])
+    assert set(usage) >= {f"tvmgen_default_{k}" for k in b.compiled.program.kernels}
+    assert model_stack_bytes(usage) < 1024, usage

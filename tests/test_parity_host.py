@@ -1,0 +1,51 @@
+"""The generated C, built for the host with gcc, against PyTorch fp32 and the float64 reference."""
+import numpy as np
+import pytest
+import torch
+
+from mamba_tvm.device.host import run_host
+from mamba_tvm.frontend import reference_logits
+from tests.conftest import FIXTURES, RANDOM_MODELS, torch_logits
+
+
+def _check(got, want, max_tol=1e-4, mean_tol=2e-5):
+    err = np.abs(got - want)
+    assert np.argmax(got) == np.argmax(want)
+    assert err.max() <= max_tol, err.max()
+    assert err.mean() <= mean_tol, err.mean()
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_sample_input(built, name):
+    b = built(name)
+    x = b.spec.sample_input
+    got = run_host(b.exe, x)
+    _check(got, reference_logits(b.spec, x)[0])
+    _check(got, reference_logits(b.spec, x, torch.float64)[0])
+    if "mambalite_c_logits" in b.spec.extras:
+        assert np.max(np.abs(got - b.spec.extras["mambalite_c_logits"])) <= 1e-4
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_random_inputs(built, name):
+    b = built(name)
+    rng = np.random.default_rng(7)
+    shape = b.spec.sample_input.shape
+    scale = float(np.std(b.spec.sample_input))
+    for _ in range(3):
+        x = (rng.standard_normal(shape) * scale).astype(np.float32)
+        _check(run_host(b.exe, x), reference_logits(b.spec, x)[0])
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_MODELS))
+def test_other_dimensions_against_independent_torch(built, name):
+    """Randomly initialised mamba_simple models of other shapes (d_state 8, expand 1,
+    d_conv 3, dt_rank 3, two stacked blocks), checked against an independent implementation."""
+    b = built(name)
+    seq_len = RANDOM_MODELS[name][1]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        x = rng.standard_normal((1, seq_len, b.spec.n_features)).astype(np.float32)
+        got = run_host(b.exe, x)
+        _check(got, torch_logits(b.torch_model, x))
+        _check(got, torch_logits(b.torch_model, x, torch.float64))

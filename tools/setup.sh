@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian 12: the C toolchains and QEMU from apt, the pinned Python
+# packages from pip. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+APT_PACKAGES=(
+  gcc clang make
+  gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi
+  qemu-system-arm
+  gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
+  device-tree-compiler cpp
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+# Pinned: apache-tvm 0.27 with ffi 0.1.14 (0.1.15 segfaults in save_json); torch 2.13.0 is the
+# local CPU build (a bare `torch` would pull a multi-GB CUDA build).
+PIP_PACKAGES=(
+  "apache-tvm==0.27.0.post1" "apache-tvm-ffi==0.1.14.post1" "torch==2.13.0"
+  numpy onnx pyserial pytest
+)
+if ! "$PYTHON" - "${PIP_PACKAGES[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for req in sys.argv[1:]:
+    name, _, pin = req.partition("==")
+    v = version(name)
+    if pin and v.split("+")[0] != pin:
+        sys.exit(1)
+PY
+then
+  echo "setup: installing Python packages" >&2
+  "$PYTHON" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
