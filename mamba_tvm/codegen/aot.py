@@ -71,6 +71,7 @@ def _model_h(program: PlannedProgram, model_name: str) -> str:
         f"/* One static arena holds every activation and kernel temporary (planned at build time). */",
         f"#define TVMGEN_DEFAULT_WORKSPACE_SIZE {program.arena_bytes}",
         f"#define TVMGEN_DEFAULT_CONSTANTS_SIZE {program.weights_bytes}",
+        f"#define TVMGEN_DEFAULT_NUM_CALLS {len(program.calls)} /* kernel calls per run */",
     ]
     for t in inp:
         lines.append(f"#define TVMGEN_DEFAULT_{t.name.upper()}_SIZE {t.nbytes // 4} /* shape {t.shape} */")
@@ -82,6 +83,8 @@ def _model_h(program: PlannedProgram, model_name: str) -> str:
     lines += ["};", "", "struct tvmgen_default_outputs {"]
     lines += [f"  float* {t.name};" for t in out]
     lines += ["};", "",
+              "/* Name of each kernel call, in call order (for profiling). */",
+              "extern const char* const tvmgen_default_call_names[TVMGEN_DEFAULT_NUM_CALLS];", "",
               "/* Runs the model once; returns 0. Not reentrant: the arena is static. */",
               "int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs);",
               "", "#ifdef __cplusplus", "}", "#endif", "", "#endif", ""]
@@ -106,7 +109,21 @@ def _model_c(program: PlannedProgram, model_name: str) -> str:
     for t in sorted(program.arena_tensors(), key=lambda t: t.offset):
         lines.append(f"/* {t.name:<6} from {t.producer:<24} offset {t.offset:>7}  bytes {t.nbytes:>7}  "
                      f"live calls {t.first_use}..{t.last_use} */")
-    lines += ["", "int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs) {"]
+    lines += ["", "/* Kernel call names, in call order (the profiler's table). */",
+              f"const char* const tvmgen_default_call_names[TVMGEN_DEFAULT_NUM_CALLS] = {{",
+              *[f'  "{c.kernel}",' for c in program.calls], "};", "",
+              "/* Profiling hooks: compiled out unless TVMGEN_DEFAULT_PROFILE is defined, in which case",
+              "   the firmware provides tvmgen_default_profile_begin/end (e.g. reading a cycle counter). */",
+              "#ifdef TVMGEN_DEFAULT_PROFILE",
+              "void tvmgen_default_profile_begin(int32_t call);",
+              "void tvmgen_default_profile_end(int32_t call);",
+              "#define TVMGEN_PROFILE_BEGIN(i) tvmgen_default_profile_begin(i)",
+              "#define TVMGEN_PROFILE_END(i) tvmgen_default_profile_end(i)",
+              "#else",
+              "#define TVMGEN_PROFILE_BEGIN(i) ((void)0)",
+              "#define TVMGEN_PROFILE_END(i) ((void)0)",
+              "#endif", "",
+              "int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs) {"]
 
     def ref(name: str) -> str:
         t = program.tensors[name]
@@ -118,7 +135,9 @@ def _model_c(program: PlannedProgram, model_name: str) -> str:
             return f"(float*){name}"
         return f"&tvmgen_default_arena[{t.offset // 4}]"
 
-    for call in program.calls:
+    for i, call in enumerate(program.calls):
+        lines.append(f"  TVMGEN_PROFILE_BEGIN({i});")
         lines.append(f"  {PREFIX}_{call.kernel}({', '.join(ref(a) for a in call.args)});")
+        lines.append(f"  TVMGEN_PROFILE_END({i});")
     lines += ["  return 0;", "}", ""]
     return "\n".join(lines)
