@@ -26,6 +26,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="checkpoint (.npz/.pt/.pth); default: the bundled KWS-10 TinyMamba")
     p.add_argument("--out", type=Path, default=None, help="output directory (default build/<target>)")
     p.add_argument("--seq-len", type=int, default=None, help="sequence length T (default: the sample input's)")
+    p.add_argument("--mode", choices=["sequence", "stream"], default="sequence",
+                   help="sequence: tvmgen_default_run on a (1, T, F) input; stream: init/step/finish per frame")
+    p.add_argument("--fusion", choices=["timestep", "layer"], default="timestep",
+                   help="timestep: the whole block runs per time step (no (T, d) tensor, the default); "
+                        "layer: each layer over the whole sequence")
     p.add_argument("--run", action="store_true", help="run the firmware on QEMU and report device logits")
     p.add_argument("--list-targets", action="store_true", help="list targets with their RAM and flash")
     return p.parse_args(argv)
@@ -50,7 +55,7 @@ def main(argv=None) -> int:
         from .driver import build
 
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
-                       seq_len=args.seq_len, run=args.run)
+                       seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion)
     except MambaTVMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

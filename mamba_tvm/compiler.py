@@ -9,7 +9,9 @@ import tvm
 
 from .codegen.aot import emit_model
 from .frontend import ModelSpec
-from .importer import import_model
+from .errors import CompileError
+from .frontend.reference import state_shapes
+from .importer import import_model, import_step_model
 from .passes import kernel_stack_bytes
 from .pipeline import mcu_pipeline
 from .plan import PlannedProgram, plan_program
@@ -17,9 +19,32 @@ from .plan import PlannedProgram, plan_program
 
 @dataclass
 class CompiledModel:
-    program: PlannedProgram
+    programs: dict[str, PlannedProgram]  # "main", or "step" + "finish"
     sources: dict[str, str]  # file name -> text
     seq_len: int
+    mode: str = "sequence"
+    fusion: str = "layer"
+
+    @property
+    def program(self) -> PlannedProgram:
+        """The program that holds the most activations (the whole graph, or the step)."""
+        return self.programs.get("main") or self.programs["step"]
+
+    @property
+    def arena_bytes(self) -> int:
+        return max(p.arena_bytes for p in self.programs.values())
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(p.weights_bytes for p in self.programs.values())
+
+    @property
+    def state_bytes(self) -> int:
+        return self.program.state_bytes
+
+    @property
+    def kernels(self) -> dict:
+        return {k: f for p in self.programs.values() for k, f in p.kernels.items()}
 
     @property
     def c_files(self) -> list[str]:
@@ -27,17 +52,23 @@ class CompiledModel:
 
     def kernel_temporaries(self) -> dict[str, int]:
         """Bytes of stack arrays each kernel keeps (from the TIR, before the C compiler)."""
-        return {name: kernel_stack_bytes(f) for name, f in self.program.kernels.items()}
+        return {name: kernel_stack_bytes(f) for name, f in self.kernels.items()}
 
     def memory_report(self) -> dict:
-        p = self.program
         return {
-            "arena_bytes": p.arena_bytes,
-            "arena_without_reuse_bytes": p.unplanned_bytes,
-            "weights_bytes": p.weights_bytes,
-            "arena": [{"name": t.name, "producer": t.producer, "offset": t.offset, "bytes": t.nbytes, "shape": list(t.shape),
-                       "live": [t.first_use, t.last_use]} for t in sorted(p.arena_tensors(), key=lambda t: t.offset)],
-            "calls": [{"kernel": c.kernel, "args": c.args} for c in p.calls],
+            "mode": self.mode, "fusion": self.fusion, "seq_len": self.seq_len,
+            "arena_bytes": self.arena_bytes,
+            "state_bytes": self.state_bytes,
+            "weights_bytes": self.weights_bytes,
+            "programs": {name: {
+                "arena_bytes": p.arena_bytes,
+                "arena_without_reuse_bytes": p.unplanned_bytes,
+                "arena": [{"name": t.name, "producer": t.producer, "offset": t.offset, "bytes": t.nbytes,
+                           "shape": list(t.shape), "live": [t.first_use, t.last_use]}
+                          for t in sorted(p.arena_tensors(), key=lambda t: t.offset)],
+                "state": {n: p.tensors[n].nbytes for n in p.state},
+                "calls": [{"kernel": c.kernel, "args": c.args} for c in p.calls],
+            } for name, p in self.programs.items()},
             "kernel_temporaries_bytes": self.kernel_temporaries(),
         }
 
@@ -48,8 +79,31 @@ class CompiledModel:
         (out_dir / "plan.json").write_text(json.dumps(self.memory_report(), indent=1))
 
 
-def compile_model(spec: ModelSpec, seq_len: int, pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
-    relax_mod = import_model(spec, seq_len)
-    lowered = (pipeline or mcu_pipeline())(relax_mod)
-    program = plan_program(lowered)
-    return CompiledModel(program, emit_model(program, spec.name), seq_len)
+MODES = ("sequence", "stream")
+FUSIONS = ("timestep", "layer")
+
+
+def compile_model(spec: ModelSpec, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
+                  pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
+    """mode "sequence": tvmgen_default_run over a (1, T, F) input; mode "stream": init/step/finish.
+    fusion "timestep": the whole block chain runs per time step inside one loop over time (no
+    (T, d) tensor exists); "layer": each layer runs over the whole sequence (TVM's usual plan)."""
+    if mode not in MODES or fusion not in FUSIONS:
+        raise CompileError(f"unknown mode/fusion {mode}/{fusion} (modes {MODES}, fusions {FUSIONS})")
+    if mode == "stream" and fusion != "timestep":
+        raise CompileError("streaming needs time-step fusion")
+    pipeline = pipeline or mcu_pipeline()
+    if fusion == "layer":
+        program = plan_program(pipeline(import_model(spec, seq_len)))
+        programs = {"main": program}
+    else:
+        if spec.d_conv < 2:
+            raise CompileError(f"time-step fusion needs d_conv >= 2, the checkpoint has d_conv={spec.d_conv}")
+        lowered = pipeline(import_step_model(spec))
+        state = [(name, "state") for name, _ in state_shapes(spec)]
+        programs = {
+            "step": plan_program(lowered, "step", [("frame", "input"), *state], prefix="s_", returns_state=True),
+            "finish": plan_program(lowered, "finish", [state[0], ("inv_steps", "input")], prefix="f_"),
+        }
+    sources = emit_model(programs, spec.name, mode, seq_len)
+    return CompiledModel(programs, sources, seq_len, mode, fusion)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompileError, MambaTVMError
+from .project.budget import check_budget, check_flash
 
 MODEL_DIR = "model"
 
@@ -25,7 +26,8 @@ def resolve_target(target: str):
     return platform, table[target]
 
 
-def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False) -> dict:
+def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False,
+          mode: str = "sequence", fusion: str = "timestep") -> dict:
     from .compiler import compile_model
     from .frontend import load_checkpoint, reference_logits
     from .importer import example_input
@@ -34,18 +36,25 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     if run and platform != "qemu":
         raise CompileError(f"--run needs an emulated target (qemu/...); '{target}' runs on real hardware only")
     spec = load_checkpoint(model)
+    check_flash(board, spec.weight_bytes, platform=platform)  # weights are known now: refuse before compiling
     x = example_input(spec, seq_len)
     out = Path(out) if out else Path("build") / target
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        compiled = compile_model(spec, x.shape[1])
+        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion)
+        check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
+                     platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
         reference = reference_logits(spec, x)[0]
         report = {"target": target, "model": str(model), "seq_len": int(x.shape[1]),
-                  "arena_bytes": compiled.program.arena_bytes,
-                  "weights_bytes": compiled.program.weights_bytes}
+                  "mode": mode, "fusion": fusion,
+                  "arena_bytes": compiled.arena_bytes,
+                  "state_bytes": compiled.state_bytes,
+                  "weights_bytes": compiled.weights_bytes,
+                  # the input stays in the caller's buffer (a (1, T, F) array, or one frame when streaming)
+                  "input_owned_by": "caller"}
         report.update(_host_check(model_dir, compiled.c_files, x, reference))
         report.update(_target_build(platform, board, staging, compiled, x, run))
         logits = np.asarray(report["logits"], dtype=np.float32)
@@ -53,6 +62,7 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
         report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
         report["argmax"] = int(np.argmax(logits))
         report["argmax_torch"] = int(np.argmax(reference))
+        report["total_ram_bytes"] = report["arena_bytes"] + report["state_bytes"] + report["stack_bytes"]
         if "mambalite_c_logits" in spec.extras and spec.sample_input is not None and x is spec.sample_input:
             report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - spec.extras["mambalite_c_logits"])))
         if out.exists():
@@ -87,9 +97,28 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
         raise MambaTVMError(f"{board.cc} not found: run ./setup.sh to install the toolchains")
     usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
     result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
+    result["placement"] = check_budget(board, compiled.arena_bytes, result["stack_bytes"], compiled.state_bytes,
+                                       compiled.weights_bytes, platform=platform).region
     if platform == "qemu":
         result.update(_qemu_build(staging, compiled, x, cflags, run))
+    elif platform == "zephyr":
+        result.update(_zephyr_build(staging, board, compiled, x, result))
     return result
+
+
+def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict) -> dict:
+    from .errors import BuildError
+    from .project.zephyr import write_zephyr_app
+    from .project.zephyr_check import check_zephyr_app
+
+    sizes = {"arena_bytes": compiled.arena_bytes, "weights_bytes": compiled.weights_bytes,
+             "state_bytes": compiled.state_bytes, "stack_bytes": result["stack_bytes"],
+             "placement": result["placement"]}
+    app = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes)
+    problems = check_zephyr_app(app, board)
+    if problems:
+        raise BuildError(f"generated Zephyr app fails its structural check: {'; '.join(problems)}")
+    return {"zephyr_app": str(app)}
 
 
 def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool) -> dict:

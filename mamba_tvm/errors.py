@@ -19,3 +19,7 @@ class BuildError(MambaTVMError):
 
 class DeviceError(MambaTVMError):
     """The device (QEMU or a board) did not run the program to completion."""
+
+
+class BudgetError(CompileError):
+    """The model does not fit the board: its arena + stack exceed every RAM region, or its weights the flash."""

@@ -12,6 +12,7 @@ from relay_ops import CUSTOM_CONVERT_MAP
 
 from .errors import CompileError
 from .frontend import ModelSpec, TinyMamba
+from .frontend.reference import TinyMambaFinish, TinyMambaStep, state_shapes
 
 
 def import_model(spec: ModelSpec, seq_len: int) -> tvm.IRModule:
@@ -19,11 +20,31 @@ def import_model(spec: ModelSpec, seq_len: int) -> tvm.IRModule:
     if seq_len < 1:
         raise CompileError(f"sequence length must be positive, got {seq_len}")
     example = torch.zeros(1, seq_len, spec.n_features, dtype=torch.float32)
+    return _export(TinyMamba(spec), (example,))
+
+
+def _export(module: torch.nn.Module, args: tuple) -> tvm.IRModule:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.export's own pytree deprecations
-        exported = torch.export.export(TinyMamba(spec), (example,))
-    mod = from_exported_program(exported, custom_convert_map=CUSTOM_CONVERT_MAP, keep_params_as_input=False)
-    return mod
+        exported = torch.export.export(module, args)
+        return from_exported_program(exported, custom_convert_map=CUSTOM_CONVERT_MAP, keep_params_as_input=False)
+
+
+def import_step_model(spec: ModelSpec) -> tvm.IRModule:
+    """The recurrence as two Relax functions: `step` (one frame, states updated in place by
+    call_tir_inplace) and `finish` (pooled sum, 1/T -> logits). The time loop around `step`
+    is emitted by the AOT executor, so no tensor with a time axis is ever planned."""
+    model = TinyMamba(spec)
+    states = [torch.zeros(shape) for _, shape in state_shapes(spec)]
+    step_mod = _export(TinyMambaStep(model), (torch.zeros(1, spec.n_features), *states))
+    finish_mod = _export(TinyMambaFinish(model), (states[0], torch.ones(1, 1)))
+    merged = tvm.IRModule()
+    for gv, func in step_mod.functions.items():
+        if gv.name_hint != "main":
+            merged[gv] = func
+    merged["step"] = step_mod["main"].with_attr("global_symbol", "step")
+    merged["finish"] = finish_mod["main"].with_attr("global_symbol", "finish")
+    return merged
 
 
 def example_input(spec: ModelSpec, seq_len: int | None = None) -> np.ndarray:

@@ -53,7 +53,8 @@ class PlannedProgram:
     outputs: list[str]
     arena_bytes: int = 0
     unplanned_bytes: int = 0  # every arena tensor back to back: what no reuse would cost
-    notes: list[str] = field(default_factory=list)
+    state: list[str] = field(default_factory=list)  # state parameters (streaming), kept by the caller
+    copy_back: list[tuple[str, str]] = field(default_factory=list)  # (arena tensor, state) after the calls
 
     def arena_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.kind == "arena"]
@@ -62,6 +63,10 @@ class PlannedProgram:
     def weights_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors.values() if t.kind == "const")
 
+    @property
+    def state_bytes(self) -> int:
+        return sum(self.tensors[n].nbytes for n in self.state)
+
 
 def _shape_bytes(ty) -> tuple[tuple[int, ...], int]:
     shape = tuple(int(s) for s in ty.shape)
@@ -69,42 +74,67 @@ def _shape_bytes(ty) -> tuple[tuple[int, ...], int]:
 
 
 class _Reader:
-    """Walks the bindings of the lowered main; aliases (reshape, tuples) share a tensor."""
+    """Walks the bindings of one lowered Relax function; aliases (reshape, tuples) share a tensor.
 
-    def __init__(self, mod: tvm.IRModule):
-        self.mod = mod
+    `params` gives each parameter's name and kind ("input" or "state"). A function whose
+    results are state (the streaming step) returns them in state order: a result that is
+    already the state buffer (updated in place) needs nothing, any other is copied back
+    after the last call.
+    """
+
+    def __init__(self, mod: tvm.IRModule, func: str, params: list[tuple[str, str]] | None, prefix: str,
+                 returns_state: bool):
+        self.mod, self.func, self.param_spec, self.prefix = mod, func, params, prefix
+        self.returns_state = returns_state
         self.tensors: dict[str, Tensor] = {}
         self.calls: list[KernelCall] = []
         self.alias: dict = {}
         self.const_ids: dict = {}
 
+    def _new(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
     def read(self) -> PlannedProgram:
-        main = self.mod["main"]
-        inputs = []
-        for p in main.params:
+        main = self.mod[self.func]
+        params = self.param_spec or [("input" if len(main.params) == 1 else f"input{i}", "input")
+                                     for i in range(len(main.params))]
+        if len(params) != len(main.params):
+            raise CompileError(f"function '{self.func}' has {len(main.params)} parameters, expected {len(params)}")
+        for p, (name, kind) in zip(main.params, params):
             shape, nbytes = _shape_bytes(p.ty)
-            name = f"input{len(inputs)}" if len(main.params) > 1 else "input"
-            self.tensors[name] = Tensor(name, "input", shape, nbytes)
+            self.tensors[name] = Tensor(name, kind, shape, nbytes)
             self.alias[p] = name
-            inputs.append(name)
         body = main.body
         for block in body.blocks:
             for b in block.bindings:
                 self._binding(b.var, b.value)
         ret = self._ref(body.body)
-        outputs = ret if isinstance(ret, list) else [ret]
-        for i, name in enumerate(outputs):
+        results = ret if isinstance(ret, list) else [ret]
+        inputs = [n for n, k in params if k == "input"]
+        state = [n for n, k in params if k == "state"]
+        if self.returns_state:
+            copy_back = []
+            for src, dst in zip(results, state):
+                if src != dst:
+                    self.tensors[src].last_use = len(self.calls)  # read by the copy after the last call
+                    copy_back.append((src, dst))
+            program = PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [], state=state,
+                                     copy_back=copy_back)
+            return program
+        for i, name in enumerate(results):
             t = self.tensors[name]
             if t.kind != "arena":
                 raise CompileError(f"model output {i} is a {t.kind} tensor, expected a computed tensor")
-            t.kind, t.name = "output", ("output" if len(outputs) == 1 else f"output{i}")
-        renamed = {name: self.tensors[name].name for name in outputs}
+            t.kind, t.name = "output", ("output" if len(results) == 1 else f"output{i}")
+        renamed = {name: self.tensors[name].name for name in results}
         self.tensors = {t.name: t for t in self.tensors.values()}
         for call in self.calls:
             call.args = [renamed.get(a, a) for a in call.args]
-        outputs = [renamed[n] for n in outputs]
-        kernels = {c.kernel: self.mod[c.kernel] for c in self.calls}
-        return PlannedProgram(self.tensors, self.calls, kernels, inputs, outputs)
+        return PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [renamed[n] for n in results],
+                              state=state)
+
+    def _kernels(self) -> dict:
+        return {c.kernel: self.mod[c.kernel] for c in self.calls}
 
     def _binding(self, var, value):
         if isinstance(value, relax.Call) and isinstance(value.op, ir.GlobalVar):
@@ -114,7 +144,7 @@ class _Reader:
             for ws in (func.attrs.get(WORKSPACE_ATTR, []) if func.attrs else []):
                 buf = next(p for p in func.params if p.name == ws)
                 shape, nbytes = _shape_bytes(buf.ty)
-                name = f"{kernel}_{len(self.calls)}_{ws}"
+                name = self._new(f"{kernel}_{len(self.calls)}_{ws}")
                 self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel)
                 args.append(name)
             if len(args) != len(func.params):
@@ -133,7 +163,7 @@ class _Reader:
             op = value.op.name if isinstance(value.op, ir.Op) else str(value.op)
             if op == "relax.builtin.alloc_tensor":
                 shape, nbytes = _shape_bytes(var.ty)
-                name = f"t{len(self.tensors)}"
+                name = self._new(f"t{len(self.tensors)}")
                 self.tensors[name] = Tensor(name, "arena", shape, nbytes)
                 self.alias[var] = name
             elif op == "relax.reshape":
@@ -153,7 +183,7 @@ class _Reader:
         if isinstance(expr, ir.Constant):
             if expr not in self.const_ids:
                 arr = expr.value.numpy()
-                name = f"w{len(self.const_ids)}"
+                name = self._new(f"w{len(self.const_ids)}")
                 self.const_ids[expr] = name
                 self.tensors[name] = Tensor(name, "const", tuple(arr.shape), arr.nbytes, value=arr)
             return self.const_ids[expr]
@@ -192,8 +222,10 @@ def check_plan(program: PlannedProgram) -> None:
                 raise CompileError(f"arena plan error: {a.name} and {b.name} overlap while both live")
 
 
-def plan_program(lowered: tvm.IRModule) -> PlannedProgram:
-    program = _Reader(lowered).read()
+def plan_program(lowered: tvm.IRModule, func: str = "main", params: list[tuple[str, str]] | None = None,
+                 prefix: str = "", returns_state: bool = False) -> PlannedProgram:
+    """Read one lowered Relax function into a PlannedProgram and place its arena tensors."""
+    program = _Reader(lowered, func, params, prefix, returns_state).read()
     arena = program.arena_tensors()
     program.arena_bytes = greedy_by_size(arena)
     program.unplanned_bytes = sum(_align(t.nbytes) for t in arena)

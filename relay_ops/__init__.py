@@ -10,6 +10,8 @@ from . import causal_conv1d, selective_scan
 CUSTOM_CONVERT_MAP = {
     "selective_scan.default": selective_scan.relax_converter,
     "causal_conv1d_silu.default": causal_conv1d.relax_converter,
+    "selective_scan_step.default": selective_scan.relax_step_converter,
+    "causal_conv1d_silu_step.default": causal_conv1d.relax_step_converter,
 }
 
 __all__ = ["CUSTOM_CONVERT_MAP", "causal_conv1d", "selective_scan"]

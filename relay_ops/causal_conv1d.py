@@ -54,3 +54,58 @@ def relax_converter(node, importer):
     gv = importer.block_builder.add_func(make_primfunc(batch, length, channels, kernel), "causal_conv1d_silu")
     out_ty = relax.TensorType((batch, length, channels), "float32")
     return importer.block_builder.emit(relax.call_tir(gv, [x, weight, bias], out_ty))
+
+
+# ---- streaming form: one time step, the last K-1 inputs kept in a state buffer ----
+
+def causal_conv1d_silu_step_reference(x, conv_state, weight, bias):
+    """x: (B, D) one frame; conv_state: (B, D, K-1) previous inputs, oldest first.
+    Returns (silu(conv output), new state)."""
+    window = torch.cat([conv_state, x[:, :, None]], dim=2)
+    return F.silu((window * weight).sum(-1) + bias), window[:, :, 1:]
+
+
+@torch.library.custom_op("mamba::causal_conv1d_silu_step", mutates_args=())
+def causal_conv1d_silu_step(x: torch.Tensor, conv_state: torch.Tensor, weight: torch.Tensor,
+                            bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    u, state = causal_conv1d_silu_step_reference(x, conv_state, weight, bias)
+    return u, state.clone()
+
+
+@causal_conv1d_silu_step.register_fake
+def _(x, conv_state, weight, bias):
+    return torch.empty_like(x), torch.empty_like(conv_state)
+
+
+def make_step_primfunc(batch: int, channels: int, kernel: int, dtype: str = "float32"):
+    """TIR: reads the window, then shifts it in place (per channel, so in-place is safe)."""
+    hist = kernel - 1
+
+    @T.prim_func(private=True, s_tir=True)
+    def causal_conv1d_silu_step(x: T.Buffer((batch, channels), dtype),
+                                conv_state: T.Buffer((batch, channels, hist), dtype),
+                                weight: T.Buffer((channels, kernel), dtype),
+                                bias: T.Buffer((channels,), dtype),
+                                u: T.Buffer((batch, channels), dtype)):
+        acc = T.alloc_buffer((1,), dtype)
+        for b, d in T.grid(batch, channels):
+            acc[0] = bias[d] + weight[d, hist] * x[b, d]
+            for k in range(hist):
+                acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
+            for k in range(hist - 1):
+                conv_state[b, d, k] = conv_state[b, d, k + 1]
+            conv_state[b, d, hist - 1] = x[b, d]
+            u[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+
+    return causal_conv1d_silu_step
+
+
+def relax_step_converter(node, importer):
+    """The state is updated in place (call_tir_inplace): streaming RAM is the state itself."""
+    x, conv_state, weight, bias = importer.retrieve_args(node)
+    batch, channels = (int(s) for s in x.ty.shape)
+    kernel = int(weight.ty.shape[1])
+    gv = importer.block_builder.add_func(make_step_primfunc(batch, channels, kernel), "causal_conv1d_silu_step")
+    return importer.block_builder.emit(relax.call_tir_inplace(
+        gv, [x, conv_state, weight, bias], [-1, 1],
+        [relax.TensorType((batch, channels), "float32"), conv_state.ty]))

@@ -23,7 +23,7 @@ RANDOM_MODELS = {
 class Built:
     """A compiled model on disk with its host runner."""
 
-    def __init__(self, spec, compiled, model_dir, exe, torch_model=None):
+    def __init__(self, spec, compiled, model_dir, exe, torch_model=None):  # noqa: D107
         self.spec, self.compiled, self.model_dir, self.exe, self.torch_model = spec, compiled, model_dir, exe, torch_model
 
 
@@ -31,8 +31,9 @@ class Built:
 def built(tmp_path_factory):
     cache = {}
 
-    def get(name: str) -> Built:
-        if name not in cache:
+    def get(name: str, mode: str = "sequence", fusion: str = "timestep") -> Built:
+        key = (name, mode, fusion)
+        if key not in cache:
             torch_model = None
             if name in FIXTURES:
                 spec = load_checkpoint(DATA / f"mambalite_{name}.npz")
@@ -41,12 +42,12 @@ def built(tmp_path_factory):
                 kw, seq_len = RANDOM_MODELS[name]
                 torch_model = random_model(seed=len(name), **kw)
                 spec = spec_from_state_dict(torch_model.state_dict(), name=name)
-            compiled = compile_model(spec, seq_len)
-            model_dir = tmp_path_factory.mktemp(name) / "model"
+            compiled = compile_model(spec, seq_len, mode=mode, fusion=fusion)
+            model_dir = tmp_path_factory.mktemp(f"{name}_{mode}_{fusion}") / "model"
             compiled.write(model_dir)
             exe = build_host_runner(model_dir, compiled.c_files)
-            cache[name] = Built(spec, compiled, model_dir, exe, torch_model)
-        return cache[name]
+            cache[key] = Built(spec, compiled, model_dir, exe, torch_model)
+        return cache[key]
 
     return get
 

@@ -17,12 +17,15 @@ COMPILERS = {
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
+VARIANTS = [("kws10", "sequence", "timestep"), ("kws10", "sequence", "layer"), ("two_blocks", "stream", "timestep")]
+
+
 @pytest.mark.parametrize("compiler", sorted(COMPILERS))
-@pytest.mark.parametrize("name", ["kws10", "two_blocks"])
-def test_strict_c99_on_every_compiler(built, name, compiler, tmp_path):
+@pytest.mark.parametrize("name, mode, fusion", VARIANTS)
+def test_strict_c99_on_every_compiler(built, name, mode, fusion, compiler, tmp_path):
     cmd = COMPILERS[compiler]
     assert shutil.which(cmd[0]), f"{cmd[0]} missing: run tools/setup.sh"
-    b = built(name)
+    b = built(name, mode, fusion)
     for f in b.compiled.c_files:
         proc = subprocess.run([*cmd, *STRICT, "-I", str(b.model_dir), "-c", str(b.model_dir / f),
                                "-o", str(tmp_path / (f + ".o"))], capture_output=True, text=True)
@@ -40,8 +43,9 @@ def test_no_tvm_runtime_in_generated_c(built):
         assert api in header
 
 
-def test_kws10_arena_below_200k_and_no_discretization_tensor(built):
-    b = built("kws10")
+@pytest.mark.parametrize("fusion", ["timestep", "layer"])
+def test_kws10_arena_below_200k_and_no_discretization_tensor(built, fusion):
+    b = built("kws10", fusion=fusion)
     p, spec = b.compiled.program, b.spec
     assert p.arena_bytes < 200 * 1024, p.arena_bytes
     assert f"#define TVMGEN_DEFAULT_WORKSPACE_SIZE {p.arena_bytes}" in b.compiled.sources["model.h"]
@@ -54,11 +58,26 @@ def test_kws10_arena_below_200k_and_no_discretization_tensor(built):
         assert not (di in tensor.shape and ds in tensor.shape and t in tensor.shape)
 
 
-@pytest.mark.parametrize("name", ["kws10", "two_blocks"])
-def test_kernel_stack_below_1k(built, name):
-    b = built(name)
+@pytest.mark.parametrize("name, mode, fusion", VARIANTS)
+def test_kernel_stack_below_1k(built, name, mode, fusion):
+    b = built(name, mode, fusion)
     temporaries = b.compiled.kernel_temporaries()
     assert sum(temporaries.values()) < 1024, temporaries
     usage = stack_usage(b.model_dir, b.compiled.c_files, "arm-none-eabi-gcc", COMPILERS["arm-none-eabi-gcc"][1:])
-    assert set(usage) >= {f"tvmgen_default_{k}" for k in b.compiled.program.kernels}
+    assert set(usage) >= {f"tvmgen_default_{k}" for k in b.compiled.kernels}
     assert model_stack_bytes(usage) < 1024, usage
+
+
+def test_memory_floor_kws10(built):
+    """Time-step fusion: arena + state + stack within 32 KB for whole-sequence inference and
+    16 KB streaming (the input stays in the caller's buffer); no tensor has a time axis."""
+    for mode, limit in (("sequence", 32 * 1024), ("stream", 16 * 1024)):
+        b = built("kws10", mode)
+        c = b.compiled
+        usage = stack_usage(b.model_dir, c.c_files, "arm-none-eabi-gcc", COMPILERS["arm-none-eabi-gcc"][1:])
+        total = c.arena_bytes + c.state_bytes + model_stack_bytes(usage)
+        assert total <= limit, (mode, c.arena_bytes, c.state_bytes)
+        spec = b.spec
+        assert c.state_bytes == 4 * (spec.d_model + spec.d_inner * (spec.d_conv - 1 + spec.d_state))
+        for p in c.programs.values():
+            assert all(100 not in t.shape for t in p.tensors.values() if t.kind != "const")

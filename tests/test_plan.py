@@ -27,7 +27,7 @@ def test_greedy_reuses_dead_tensors_and_never_overlaps_live_ones():
 
 def test_every_fixture_plan_is_valid_and_reuses_memory(built):
     for name in ("kws10", "har6", "two_blocks"):
-        p = built(name).compiled.program
+        p = built(name, fusion="layer").compiled.program
         check_plan(p)  # raises on overlap
         assert p.arena_bytes < p.unplanned_bytes
         peak = max(sum(t.nbytes for t in p.arena_tensors() if t.first_use <= step <= t.last_use)
@@ -39,7 +39,8 @@ def test_unfused_temporaries_move_into_the_arena(built, tmp_path):
     """Without FuseEpilogues, matmul+bias keeps a (T, d) intermediate: it must become an
     arena workspace (live only during its kernel), not a C stack array, and stay correct."""
     spec = built("har6").spec
-    compiled = compile_model(spec, spec.sample_input.shape[1], mcu_pipeline(fuse_epilogues=False))
+    compiled = compile_model(spec, spec.sample_input.shape[1], fusion="layer",
+                             pipeline=mcu_pipeline(fuse_epilogues=False))
     hoisted = {n: f.attrs[WORKSPACE_ATTR] for n, f in compiled.program.kernels.items()
                if f.attrs and WORKSPACE_ATTR in f.attrs}
     assert hoisted, "expected the unfused matmul intermediates to be hoisted"
@@ -50,4 +51,4 @@ def test_unfused_temporaries_move_into_the_arena(built, tmp_path):
     got = run_host(build_host_runner(tmp_path, compiled.c_files), spec.sample_input)
     assert np.max(np.abs(got - reference_logits(spec, spec.sample_input)[0])) < 1e-4
     # the workspaces are counted by the plan (they may fit in space that is dead at that call)
-    assert compiled.program.unplanned_bytes > built("har6").compiled.program.unplanned_bytes
+    assert compiled.program.unplanned_bytes > built("har6", fusion="layer").compiled.program.unplanned_bytes

@@ -16,13 +16,14 @@ H7_FLAGS = list(boards.load_board("nucleo_h743zi").cflags)
 def elf(built):
     cache = {}
 
-    def get(name, x=None):
-        if name not in cache:
-            b = built(name)
+    def get(name, x=None, mode="sequence", fusion="timestep"):
+        key = (name, mode, fusion)
+        if key not in cache:
+            b = built(name, mode, fusion)
             x = b.spec.sample_input if x is None else x
             write_baremetal_project(b.model_dir.parent, [f"model/{f}" for f in b.compiled.c_files], x, H7_FLAGS)
-            cache[name] = (build_elf(b.model_dir.parent), x)
-        return cache[name]
+            cache[key] = (build_elf(b.model_dir.parent), x)
+        return cache[key]
 
     return get
 
@@ -57,3 +58,17 @@ def test_no_heap_and_repeatable_instruction_count(elf):
     first, second = run_elf(path), run_elf(path)
     assert first.instructions == second.instructions
     assert np.array_equal(first.logits.view(np.uint32), second.logits.view(np.uint32))
+
+
+def test_fusion_choices_on_qemu(built, elf):
+    """Layer-by-layer, time-step fused and streaming builds of KWS-10 agree on the device, and
+    time-step fusion costs no more than 1.2x the instructions of the layer-by-layer schedule."""
+    runs = {}
+    for mode, fusion in (("sequence", "timestep"), ("sequence", "layer"), ("stream", "timestep")):
+        path, _ = elf("kws10", mode=mode, fusion=fusion)
+        runs[mode, fusion] = run_elf(path)
+    ref = reference_logits(built("kws10").spec, built("kws10").spec.sample_input)[0]
+    for r in runs.values():
+        assert np.max(np.abs(r.logits - ref)) <= 1e-4
+    assert runs["sequence", "timestep"].instructions <= 1.2 * runs["sequence", "layer"].instructions
+    assert np.max(np.abs(runs["stream", "timestep"].logits - runs["sequence", "timestep"].logits)) <= 1e-5

@@ -43,6 +43,17 @@ class MambaBlock(nn.Module):
         y = torch.ops.mamba.selective_scan(x, x_dbl, self.dt_weight, self.dt_bias, A, self.D, z)
         return F.linear(y, self.out_proj)
 
+    def step(self, h: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor):
+        """One time step: h (B, d_model) -> (out, new conv state, new scan state)."""
+        x, conv_state = torch.ops.mamba.causal_conv1d_silu_step(F.linear(h, self.in_proj_x), conv_state,
+                                                                 self.conv_weight, self.conv_bias)
+        x_dbl = F.linear(x, self.x_proj)
+        z = F.linear(h, self.in_proj_z)
+        A = -torch.exp(self.A_log)
+        y, ssm_state = torch.ops.mamba.selective_scan_step(x, x_dbl, self.dt_weight, self.dt_bias, A, self.D, z,
+                                                           ssm_state)
+        return F.linear(y, self.out_proj), conv_state, ssm_state
+
 
 class TinyMamba(nn.Module):
     """linear_in -> Mamba block(s) -> mean over time -> classifier; input (batch, T, features)."""
@@ -69,3 +80,55 @@ def reference_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32) -> np.
     model = TinyMamba(spec).to(dtype)
     with torch.no_grad():
         return model(torch.as_tensor(np.asarray(x), dtype=dtype)).numpy()
+
+
+class TinyMambaStep(nn.Module):
+    """The recurrence as one time step: (frame, pooled sum, conv states, scan states) ->
+    (pooled sum + block output, new states). Traced by the compiler for time-step fused and
+    streaming code, where no (T, d_inner) tensor exists."""
+
+    def __init__(self, model: TinyMamba):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frame: torch.Tensor, pooled: torch.Tensor, *states: torch.Tensor):
+        n = len(self.model.blocks)
+        conv_states, ssm_states = states[:n], states[n:]
+        h = self.model.linear_in(frame)
+        new_conv, new_ssm = [], []
+        for block, cs, ss in zip(self.model.blocks, conv_states, ssm_states):
+            h, cs, ss = block.step(h, cs, ss)
+            new_conv.append(cs)
+            new_ssm.append(ss)
+        return (pooled + h, *new_conv, *new_ssm)
+
+
+class TinyMambaFinish(nn.Module):
+    """Mean pooling and the classifier: logits from the pooled sum and 1/T."""
+
+    def __init__(self, model: TinyMamba):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pooled: torch.Tensor, inv_steps: torch.Tensor):
+        return self.model.classifier(pooled * inv_steps)
+
+
+def state_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """Streaming state, in the step function's argument order after the frame."""
+    shapes = [("pooled", (1, spec.d_model))]
+    shapes += [(f"conv{i}", (1, spec.d_inner, spec.d_conv - 1)) for i in range(spec.n_blocks)]
+    shapes += [(f"ssm{i}", (1, spec.d_inner, spec.d_state)) for i in range(spec.n_blocks)]
+    return shapes
+
+
+def reference_stream_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32) -> np.ndarray:
+    """Logits computed frame by frame through TinyMambaStep (checks the step graph itself)."""
+    model = TinyMamba(spec).to(dtype)
+    step, finish = TinyMambaStep(model), TinyMambaFinish(model)
+    states = [torch.zeros(s, dtype=dtype) for _, s in state_shapes(spec)]
+    xt = torch.as_tensor(np.asarray(x), dtype=dtype)
+    with torch.no_grad():
+        for t in range(xt.shape[1]):
+            states = list(step(xt[:, t], *states))
+        return finish(states[0], torch.full((1, 1), 1.0 / xt.shape[1], dtype=dtype)).numpy()

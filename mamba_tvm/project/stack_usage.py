@@ -1,7 +1,7 @@
 """Per-function C stack bytes of the generated model, from the compiler's -fstack-usage.
 
-The kernels run one after another from tvmgen_default_run, so the model's stack is the run
-function's frame plus the deepest kernel (libm calls such as expf add a few words more;
+The kernels run one after another from tvmgen_default_run (or from step/finish), so the
+model's stack is the entry functions' frames plus the deepest kernel (libm calls such as expf add a few words more;
 the device measurement on QEMU includes them).
 """
 from __future__ import annotations
@@ -28,6 +28,11 @@ def stack_usage(model_dir: Path, c_files: list[str], cc: str, cflags: list[str])
     return usage
 
 
+ENTRY_POINTS = ("tvmgen_default_init", "tvmgen_default_step", "tvmgen_default_finish")
+
+
 def model_stack_bytes(usage: dict[str, int], run_symbol: str = "tvmgen_default_run") -> int:
-    kernels = [n for k, n in usage.items() if k != run_symbol]
-    return usage.get(run_symbol, 0) + max(kernels, default=0)
+    """Deepest static chain: run -> (init | step | finish) -> kernel. libm frames not included."""
+    kernels = [n for k, n in usage.items() if k != run_symbol and k not in ENTRY_POINTS]
+    entries = [usage.get(k, 0) for k in ENTRY_POINTS]
+    return usage.get(run_symbol, 0) + max(entries) + max(kernels, default=0)

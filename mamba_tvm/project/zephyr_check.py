@@ -1,0 +1,253 @@
+"""Structural checks of a generated Zephyr app, without a Zephyr tree.
+
+Why: Zephyr is not installable here, yet a generated app should not reach a user with a
+CMake list naming a missing file, a malformed Kconfig line, an overlay dtc rejects, or
+model C that does not compile for the board. Adapted from the emulation probe's
+validate_app.py. What it cannot check: Kconfig symbol names, devicetree bindings, and the
+real <zephyr/...> API (main.c is compiled against minimal stub headers, which checks its
+own C only).
+
+    python -m mamba_tvm.project.zephyr_check <app dir> <board name>
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+CONF_LINE = re.compile(r'^CONFIG_[A-Za-z0-9_]+=(y|n|-?\d+|0x[0-9a-fA-F]+|"([^"\\]|\\.)*")$')
+SECTION_ATTR = re.compile(r'section\("([^"]+)"\)')
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+# Just enough of <zephyr/...> for main.c's own C (types, format strings) to be checked.
+STUB_HEADERS = {
+    "zephyr/kernel.h": "#include <stdint.h>\n#include <zephyr/sys/printk.h>\n"
+                       "uint32_t k_cycle_get_32(void);\nint sys_clock_hw_cycles_per_sec(void);\n"
+                       "uint32_t k_cyc_to_us_floor32(uint64_t t);\n",
+    "zephyr/sys/printk.h": "void printk(const char *fmt, ...) __attribute__((format(printf, 1, 2)));\n",
+}
+
+
+def _line_end(text: str, i: int) -> int:
+    j = text.find("\n", i)
+    return len(text) if j < 0 else j
+
+
+def parse_cmake(text: str) -> list[tuple[str, list[str]]]:
+    """CMake commands as (lower-case name, arguments), quoted arguments unescaped."""
+    cmds, i, n = [], 0, len(text)
+    while i < n:
+        if text[i] == "#":
+            i = _line_end(text, i)
+            continue
+        m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*\(").match(text, i)
+        if not m:
+            i += 1
+            continue
+        name, i, args, depth = m.group().rstrip("( \t\n").lower(), m.end(), [], 0
+        while True:
+            if i >= n:
+                raise ValueError(f"unterminated {name}(")
+            c = text[i]
+            if c == '"':
+                buf, i = [], i + 1
+                while i < n and text[i] != '"':
+                    if text[i] == "\\" and i + 1 < n:
+                        buf.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+                        i += 2
+                    else:
+                        buf.append(text[i])
+                        i += 1
+                if i >= n:
+                    raise ValueError(f"unterminated quoted argument in {name}(")
+                args.append("".join(buf))
+                i += 1
+            elif c == "#":
+                i = _line_end(text, i)
+            elif c.isspace():
+                i += 1
+            elif c == ")" and depth == 0:
+                i += 1
+                break
+            else:
+                m2 = re.compile(r'[^\s()"#]+|[()]').match(text, i)
+                depth += {"(": 1, ")": -1}.get(m2.group(), 0)
+                args.append(m2.group())
+                i = m2.end()
+        cmds.append((name, args))
+    return cmds
+
+
+def _files_args(args: list[str]) -> list[str]:
+    return [a for a in args if a not in ("app", "PRIVATE", "PUBLIC", "INTERFACE") and "${" not in a]
+
+
+def check_cmake(app: Path) -> tuple[list[str], list[str]]:
+    """(problems, -D flags from the compile definitions)."""
+    path = app / "CMakeLists.txt"
+    if not path.is_file():
+        return ["CMakeLists.txt missing"], []
+    try:
+        cmds = parse_cmake(path.read_text())
+    except ValueError as exc:
+        return [f"CMakeLists.txt: {exc}"], []
+    names = [c for c, _ in cmds]
+    problems, defines = [], []
+    for want in ("cmake_minimum_required", "find_package", "project"):
+        if want not in names:
+            problems.append(f"CMakeLists.txt: {want}() missing")
+    if problems:
+        return problems, defines
+    if not (names.index("cmake_minimum_required") < names.index("find_package") < names.index("project")):
+        problems.append("CMakeLists.txt: expected cmake_minimum_required, find_package(Zephyr), project() in that order")
+    for name, args in cmds:
+        if name == "cmake_minimum_required":
+            m = re.match(r"(\d+)\.(\d+)", args[args.index("VERSION") + 1] if "VERSION" in args[:-1] else "")
+            if not m or (int(m[1]), int(m[2])) < (3, 20):
+                problems.append(f"CMakeLists.txt: cmake_minimum_required(VERSION >= 3.20) needed, got {args}")
+        elif name == "find_package" and args[:1] == ["Zephyr"] and "REQUIRED" not in args:
+            problems.append("CMakeLists.txt: find_package(Zephyr REQUIRED ...) needed")
+        elif name in ("target_sources", "zephyr_library_sources", "target_include_directories",
+                      "zephyr_library_include_directories"):
+            for f in _files_args(args):
+                if not (app / f).exists():
+                    problems.append(f"CMakeLists.txt: {name} names {f}, which does not exist")
+        elif name in ("target_compile_definitions", "zephyr_library_compile_definitions"):
+            defines += [f"-D{d}" for d in _files_args(args)]
+    if not any(a == "Zephyr" for n, args in cmds if n == "find_package" for a in args[:1]):
+        problems.append("CMakeLists.txt: find_package(Zephyr ...) missing")
+    return problems, defines
+
+
+def check_confs(app: Path) -> list[str]:
+    problems = []
+    for conf in [app / "prj.conf", *sorted((app / "boards").glob("*.conf"))]:
+        if not conf.is_file():
+            problems.append(f"{conf.name} missing")
+            continue
+        seen = set()
+        for i, line in enumerate(conf.read_text().splitlines(), 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            if not CONF_LINE.match(s):
+                problems.append(f"{conf.name}:{i}: not a CONFIG_X=value line: {s!r}")
+            elif s.split("=", 1)[0] in seen:
+                problems.append(f"{conf.name}:{i}: {s.split('=', 1)[0]} set twice")
+            seen.add(s.split("=", 1)[0])
+    return problems
+
+
+def check_overlay(overlay: Path) -> list[str]:
+    """cpp, then dtc on a stub base tree defining every &label the overlay references."""
+    cpp = subprocess.run(["cpp", "-P", "-nostdinc", "-undef", "-x", "assembler-with-cpp", str(overlay)],
+                         capture_output=True, text=True)
+    if cpp.returncode:
+        return [f"{overlay.name}: cpp: {cpp.stderr.strip()}"]
+    text = cpp.stdout
+    labels = sorted(set(re.findall(r"&([A-Za-z_][A-Za-z0-9_]*)", text))
+                    - set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*:", text)))
+    stub = "/dts-v1/;\n/ { chosen { }; " + " ".join(f"{l}: {l}_stub {{ }};" for l in labels) + " };\n"
+    with tempfile.TemporaryDirectory() as tmp:  # cpp line markers make dtc name the overlay's own lines
+        base = Path(tmp) / "stub_base.dts"
+        base.write_text(stub + f'#include "{overlay.resolve()}"\n')
+        cpp = subprocess.run(["cpp", "-nostdinc", "-undef", "-x", "assembler-with-cpp", str(base)],
+                             capture_output=True, text=True)
+    dtc = subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dts", "-o", "/dev/null", "-"],
+                         input=cpp.stdout, capture_output=True, text=True)
+    if dtc.returncode:
+        return [f"{overlay.name}: dtc: {' '.join(dtc.stderr.split()) or 'failed'}"]
+    return []
+
+
+def check_board_files(app: Path, board) -> list[str]:
+    from .zephyr import board_file_stem
+
+    stem = board_file_stem(board)
+    problems = [f"boards/{stem}{ext} missing (Zephyr looks for the board target with / -> _)"
+                for ext in (".conf", ".overlay") if not (app / "boards" / f"{stem}{ext}").is_file()]
+    for ov in sorted((app / "boards").glob("*.overlay")):
+        problems += check_overlay(ov)
+    return problems
+
+
+def _section_of(obj: Path, symbol: str, cc: str) -> str | None:
+    objdump = cc[: -len("gcc")] + "objdump" if cc.endswith("gcc") else "objdump"
+    out = subprocess.run([objdump, "-t", str(obj)], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[-1] == symbol and len(parts) >= 4:
+            return parts[-3]
+    return None
+
+
+def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
+    """Compile model/*.c with the board's compiler and flags; check where the arena lands."""
+    model = app / "model"
+    sources = sorted(model.glob("*.c"))
+    if not sources:
+        return ["model/: no C sources"]
+    if shutil.which(board.cc) is None:
+        return [f"{board.cc} not found: run tools/setup.sh"]
+    problems = []
+    for f in sorted(model.glob("*.[ch]")):
+        if re.search(r"#\s*include\s*[<\"]zephyr/", f.read_text()):
+            problems.append(f"model/{f.name}: includes a Zephyr header; the model C must stay portable")
+    arena_section = next((m[1] for d in defines if d.startswith("-DTVMGEN_DEFAULT_ARENA_SECTION=")
+                          for m in [SECTION_ATTR.search(d)] if m), None)
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sources:
+            obj = Path(tmp) / (src.stem + ".o")
+            cmd = [board.cc, *board.cflags, *STRICT, *defines, "-I", str(model), "-c", str(src), "-o", str(obj)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                problems.append(f"model/{src.name}: {board.cc}: {proc.stderr.strip()}")
+            elif src.name == "model.c" and arena_section:
+                got = _section_of(obj, "tvmgen_default_arena", board.cc)
+                if got != arena_section:
+                    problems.append(f"model/model.c: arena landed in section {got}, expected {arena_section}")
+    return problems
+
+
+def check_main_c(app: Path, board, defines: list[str]) -> list[str]:
+    main = app / "src" / "main.c"
+    if not main.is_file():
+        return ["src/main.c missing"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in STUB_HEADERS.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_text(text)
+        cmd = [board.cc, *board.cflags, *STRICT, *defines, "-I", tmp, "-I", str(app / "src"),
+               "-I", str(app / "model"), "-fsyntax-only", str(main)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    return [f"src/main.c (against stub Zephyr headers): {proc.stderr.strip()}"] if proc.returncode else []
+
+
+def check_zephyr_app(app: Path | str, board) -> list[str]:
+    """Every problem found in the app directory; empty when it passes."""
+    app = Path(app)
+    problems, defines = check_cmake(app)
+    problems += check_confs(app)
+    problems += check_board_files(app, board)
+    problems += check_model_c(app, board, defines)
+    problems += check_main_c(app, board, defines)
+    if not (app / "README.md").is_file():
+        problems.append("README.md missing")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    import boards
+
+    app, board = (argv if argv is not None else sys.argv[1:])[:2]
+    problems = check_zephyr_app(Path(app), boards.load_board(board))
+    print("OK" if not problems else "FAIL\n  " + "\n  ".join(problems))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
