@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import MambaTVMError
@@ -31,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fusion", choices=["timestep", "layer"], default="timestep",
                    help="timestep: the whole block runs per time step (no (T, d) tensor, the default); "
                         "layer: each layer over the whole sequence")
+    p.add_argument("--weights", choices=["fp32", "int8"], default="fp32",
+                   help="int8: weight matrices quantized per output channel (activations stay fp32)")
     p.add_argument("--run", action="store_true", help="run the firmware on QEMU and report device logits")
     p.add_argument("--list-targets", action="store_true", help="list targets with their RAM and flash")
     return p.parse_args(argv)
@@ -47,6 +50,7 @@ def list_targets() -> str:
 
 
 def main(argv=None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.export deprecation chatter
     args = parse_args(argv)
     if args.list_targets:
         print(list_targets())
@@ -55,7 +59,8 @@ def main(argv=None) -> int:
         from .driver import build
 
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
-                       seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion)
+                       seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
+                       weights=args.weights)
     except MambaTVMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

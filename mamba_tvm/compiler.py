@@ -24,6 +24,7 @@ class CompiledModel:
     seq_len: int
     mode: str = "sequence"
     fusion: str = "layer"
+    weights: str = "fp32"
 
     @property
     def program(self) -> PlannedProgram:
@@ -56,7 +57,7 @@ class CompiledModel:
 
     def memory_report(self) -> dict:
         return {
-            "mode": self.mode, "fusion": self.fusion, "seq_len": self.seq_len,
+            "mode": self.mode, "fusion": self.fusion, "weights": self.weights, "seq_len": self.seq_len,
             "arena_bytes": self.arena_bytes,
             "state_bytes": self.state_bytes,
             "weights_bytes": self.weights_bytes,
@@ -81,29 +82,32 @@ class CompiledModel:
 
 MODES = ("sequence", "stream")
 FUSIONS = ("timestep", "layer")
+WEIGHTS = ("fp32", "int8")
 
 
 def compile_model(spec: ModelSpec, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
-                  pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
+                  weights: str = "fp32", pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
     """mode "sequence": tvmgen_default_run over a (1, T, F) input; mode "stream": init/step/finish.
     fusion "timestep": the whole block chain runs per time step inside one loop over time (no
     (T, d) tensor exists); "layer": each layer runs over the whole sequence (TVM's usual plan)."""
-    if mode not in MODES or fusion not in FUSIONS:
-        raise CompileError(f"unknown mode/fusion {mode}/{fusion} (modes {MODES}, fusions {FUSIONS})")
+    if mode not in MODES or fusion not in FUSIONS or weights not in WEIGHTS:
+        raise CompileError(f"unknown mode/fusion/weights {mode}/{fusion}/{weights} "
+                           f"(modes {MODES}, fusions {FUSIONS}, weights {WEIGHTS})")
+    int8 = weights == "int8"
     if mode == "stream" and fusion != "timestep":
         raise CompileError("streaming needs time-step fusion")
     pipeline = pipeline or mcu_pipeline()
     if fusion == "layer":
-        program = plan_program(pipeline(import_model(spec, seq_len)))
+        program = plan_program(pipeline(import_model(spec, seq_len, int8)))
         programs = {"main": program}
     else:
         if spec.d_conv < 2:
             raise CompileError(f"time-step fusion needs d_conv >= 2, the checkpoint has d_conv={spec.d_conv}")
-        lowered = pipeline(import_step_model(spec))
+        lowered = pipeline(import_step_model(spec, int8))
         state = [(name, "state") for name, _ in state_shapes(spec)]
         programs = {
             "step": plan_program(lowered, "step", [("frame", "input"), *state], prefix="s_", returns_state=True),
             "finish": plan_program(lowered, "finish", [state[0], ("inv_steps", "input")], prefix="f_"),
         }
     sources = emit_model(programs, spec.name, mode, seq_len)
-    return CompiledModel(programs, sources, seq_len, mode, fusion)
+    return CompiledModel(programs, sources, seq_len, mode, fusion, weights)

@@ -27,7 +27,7 @@ def resolve_target(target: str):
 
 
 def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False,
-          mode: str = "sequence", fusion: str = "timestep") -> dict:
+          mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32") -> dict:
     from .compiler import compile_model
     from .frontend import load_checkpoint, reference_logits
     from .importer import example_input
@@ -42,14 +42,15 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion)
+        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
-        reference = reference_logits(spec, x)[0]
+        # the C must match the model it was given: with int8 weights, the int8 reference
+        reference = reference_logits(spec, x, int8=weights == "int8")[0]
         report = {"target": target, "model": str(model), "seq_len": int(x.shape[1]),
-                  "mode": mode, "fusion": fusion,
+                  "mode": mode, "fusion": fusion, "weights": weights,
                   "arena_bytes": compiled.arena_bytes,
                   "state_bytes": compiled.state_bytes,
                   "weights_bytes": compiled.weights_bytes,
@@ -63,6 +64,11 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
         report["argmax"] = int(np.argmax(logits))
         report["argmax_torch"] = int(np.argmax(reference))
         report["total_ram_bytes"] = report["arena_bytes"] + report["state_bytes"] + report["stack_bytes"]
+        if weights == "int8":
+            from .frontend.quantize import quantization_error
+
+            report["fp32_weights_bytes"] = spec.weight_bytes
+            report.update(quantization_error(spec, x))
         if "mambalite_c_logits" in spec.extras and spec.sample_input is not None and x is spec.sample_input:
             report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - spec.extras["mambalite_c_logits"])))
         if out.exists():

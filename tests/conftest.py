@@ -31,8 +31,8 @@ class Built:
 def built(tmp_path_factory):
     cache = {}
 
-    def get(name: str, mode: str = "sequence", fusion: str = "timestep") -> Built:
-        key = (name, mode, fusion)
+    def get(name: str, mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32") -> Built:
+        key = (name, mode, fusion, weights)
         if key not in cache:
             torch_model = None
             if name in FIXTURES:
@@ -42,8 +42,8 @@ def built(tmp_path_factory):
                 kw, seq_len = RANDOM_MODELS[name]
                 torch_model = random_model(seed=len(name), **kw)
                 spec = spec_from_state_dict(torch_model.state_dict(), name=name)
-            compiled = compile_model(spec, seq_len, mode=mode, fusion=fusion)
-            model_dir = tmp_path_factory.mktemp(f"{name}_{mode}_{fusion}") / "model"
+            compiled = compile_model(spec, seq_len, mode=mode, fusion=fusion, weights=weights)
+            model_dir = tmp_path_factory.mktemp(f"{name}_{mode}_{fusion}_{weights}") / "model"
             compiled.write(model_dir)
             exe = build_host_runner(model_dir, compiled.c_files)
             cache[key] = Built(spec, compiled, model_dir, exe, torch_model)

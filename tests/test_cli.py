@@ -78,3 +78,16 @@ def test_unknown_target_and_list_targets():
     assert listing.returncode == 0
     for target in ("qemu/mps2_an500", "zephyr/nucleo_h743zi", "zephyr/esp32s3_devkitc"):
         assert target in listing.stdout
+
+
+def test_stream_int8_build_reports_memory_and_quantization(tmp_path):
+    proc = _build("--mode", "stream", "--weights", "int8", "--run", "--out", tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["mode"], r["fusion"], r["weights"]) == ("stream", "timestep", "int8")
+    assert r["total_ram_bytes"] == r["arena_bytes"] + r["state_bytes"] + r["stack_bytes"] <= 16 * 1024
+    assert r["weights_bytes"] <= 0.3 * r["fp32_weights_bytes"]
+    assert r["max_abs_err_vs_torch"] <= 1e-4  # the C against the int8 model it implements
+    assert r["int8_argmax_same_on_sample"] and r["int8_error_bound"] > 0
+    header = (tmp_path / "s" / "model" / "model.h").read_text()
+    assert "tvmgen_default_step(const float* frame" in header and "tvmgen_default_run" not in header

@@ -182,7 +182,9 @@ def _model_c(layout: _Layout, model_name: str) -> str:
         lines += ["/* The recurrent state of time-step fused inference (internal: the API is run()). */",
                   f"{state_t} {{"]
         lines += [f"  float {t.name}[{t.nbytes // 4}]; /* {t.shape} */" for t in layout.state]
-        lines += ["  int32_t steps;", "};", f"static {state_t} tvmgen_default_state;", ""]
+        lines += ["  int32_t steps;", "};",
+                  "#ifndef TVMGEN_DEFAULT_STATE_SECTION", "#define TVMGEN_DEFAULT_STATE_SECTION", "#endif",
+                  f"static {state_t} tvmgen_default_state TVMGEN_DEFAULT_STATE_SECTION;", ""]
     step, finish = layout.programs["step"], layout.programs["finish"]
     lines += [f"{qual}void tvmgen_default_init({state_t}* state) {{", "  int32_t i;"]
     for t in layout.state:
@@ -223,7 +225,7 @@ def _call_lines(program: PlannedProgram, first_call: int, names: dict[str, str])
         if name in names:
             return names[name]
         if t.kind == "const":
-            return f"(float*){name}"
+            return f"({_c_type(t.value.dtype)}*){name}"
         return f"&tvmgen_default_arena[{t.offset // 4}]"
 
     lines = []

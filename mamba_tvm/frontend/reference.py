@@ -12,60 +12,94 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import relay_ops  # noqa: F401  (registers torch.ops.mamba.*)
+from relay_ops.linear_int8 import qlinear
 
 from .checkpoint import ModelSpec
+from .quantize import quantize_columns, quantize_rows
+
+
+class Linear(nn.Module):
+    """A weight matrix (out, in) with an optional bias, float32 or int8 per output row."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None, int8: bool):
+        super().__init__()
+        self.int8 = int8
+        if int8:
+            q, scale = quantize_rows(weight)
+            self.register_buffer("w_q", torch.from_numpy(q))
+            self.register_buffer("scale", torch.from_numpy(scale))
+        else:
+            self.weight = nn.Parameter(torch.from_numpy(weight.copy()))
+        self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8:
+            return qlinear(x, self.w_q, self.scale.to(x.dtype), None if self.bias is None else self.bias)
+        return F.linear(x, self.weight, self.bias)
 
 
 class MambaBlock(nn.Module):
     """mamba_simple.Mamba forward (no inference cache), split so no (T, 2*d_inner) tensor is
     live longer than needed: z is projected right before the scan that consumes it."""
 
-    def __init__(self, spec: ModelSpec, prefix: str):
+    def __init__(self, spec: ModelSpec, prefix: str, int8: bool = False):
         super().__init__()
-        w = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in spec.weights.items() if k.startswith(prefix)}
+        w = {k[len(prefix):]: v for k, v in spec.weights.items() if k.startswith(prefix)}
         di = spec.d_inner
-        self.in_proj_x = nn.Parameter(w["in_proj.weight"][:di])
-        self.in_proj_z = nn.Parameter(w["in_proj.weight"][di:])
-        self.conv_weight = nn.Parameter(w["conv1d.weight"][:, 0, :])
-        self.conv_bias = nn.Parameter(w["conv1d.bias"])
-        self.x_proj = nn.Parameter(w["x_proj.weight"])
-        self.dt_weight = nn.Parameter(w["dt_proj.weight"])
-        self.dt_bias = nn.Parameter(w["dt_proj.bias"])
-        self.A_log = nn.Parameter(w["A_log"])
-        self.D = nn.Parameter(w["D"])
-        self.out_proj = nn.Parameter(w["out_proj.weight"])
+        self.in_proj_x = Linear(w["in_proj.weight"][:di], None, int8)
+        self.in_proj_z = Linear(w["in_proj.weight"][di:], None, int8)
+        self.x_proj = Linear(w["x_proj.weight"], None, int8)
+        self.out_proj = Linear(w["out_proj.weight"], None, int8)
+        self.conv_weight = nn.Parameter(torch.from_numpy(w["conv1d.weight"][:, 0, :].copy()))
+        self.conv_bias = nn.Parameter(torch.from_numpy(w["conv1d.bias"].copy()))
+        self.dt_weight = nn.Parameter(torch.from_numpy(w["dt_proj.weight"].copy()))
+        self.dt_bias = nn.Parameter(torch.from_numpy(w["dt_proj.bias"].copy()))
+        self.D = nn.Parameter(torch.from_numpy(w["D"].copy()))
+        A = -np.exp(w["A_log"].astype(np.float64)).astype(np.float32)
+        if int8:
+            a_q, a_scale = quantize_columns(A)
+            self.register_buffer("A", torch.from_numpy(a_q))
+            self.register_buffer("A_scale", torch.from_numpy(a_scale))
+        else:
+            self.A_log = nn.Parameter(torch.from_numpy(w["A_log"].copy()))
+            self.A_scale = None
+
+    def _A(self, dtype):
+        if self.A_scale is None:
+            return -torch.exp(self.A_log.to(dtype))
+        return self.A
+
+    def _A_scale(self, dtype):
+        return None if self.A_scale is None else self.A_scale.to(dtype)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = torch.ops.mamba.causal_conv1d_silu(F.linear(h, self.in_proj_x), self.conv_weight, self.conv_bias)
-        x_dbl = F.linear(x, self.x_proj)
-        z = F.linear(h, self.in_proj_z)
-        A = -torch.exp(self.A_log)
-        y = torch.ops.mamba.selective_scan(x, x_dbl, self.dt_weight, self.dt_bias, A, self.D, z)
-        return F.linear(y, self.out_proj)
+        x = torch.ops.mamba.causal_conv1d_silu(self.in_proj_x(h), self.conv_weight, self.conv_bias)
+        x_dbl = self.x_proj(x)
+        z = self.in_proj_z(h)
+        y = torch.ops.mamba.selective_scan(x, x_dbl, self.dt_weight, self.dt_bias, self._A(h.dtype), self.D, z,
+                                           self._A_scale(h.dtype))
+        return self.out_proj(y)
 
     def step(self, h: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor):
         """One time step: h (B, d_model) -> (out, new conv state, new scan state)."""
-        x, conv_state = torch.ops.mamba.causal_conv1d_silu_step(F.linear(h, self.in_proj_x), conv_state,
+        x, conv_state = torch.ops.mamba.causal_conv1d_silu_step(self.in_proj_x(h), conv_state,
                                                                  self.conv_weight, self.conv_bias)
-        x_dbl = F.linear(x, self.x_proj)
-        z = F.linear(h, self.in_proj_z)
-        A = -torch.exp(self.A_log)
-        y, ssm_state = torch.ops.mamba.selective_scan_step(x, x_dbl, self.dt_weight, self.dt_bias, A, self.D, z,
-                                                           ssm_state)
-        return F.linear(y, self.out_proj), conv_state, ssm_state
+        x_dbl = self.x_proj(x)
+        z = self.in_proj_z(h)
+        y, ssm_state = torch.ops.mamba.selective_scan_step(x, x_dbl, self.dt_weight, self.dt_bias, self._A(h.dtype),
+                                                           self.D, z, ssm_state, self._A_scale(h.dtype))
+        return self.out_proj(y), conv_state, ssm_state
 
 
 class TinyMamba(nn.Module):
     """linear_in -> Mamba block(s) -> mean over time -> classifier; input (batch, T, features)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, int8: bool = False):
         super().__init__()
-        w = {k: torch.from_numpy(v.copy()) for k, v in spec.weights.items()}
-        self.linear_in = nn.Linear(spec.n_features, spec.d_model)
-        self.linear_in.weight.data, self.linear_in.bias.data = w["linear_in.weight"], w["linear_in.bias"]
-        self.blocks = nn.ModuleList([MambaBlock(spec, spec.block_prefix(i)) for i in range(spec.n_blocks)])
-        self.classifier = nn.Linear(spec.d_model, spec.n_classes)
-        self.classifier.weight.data, self.classifier.bias.data = w["classifier.weight"], w["classifier.bias"]
+        w = spec.weights
+        self.linear_in = Linear(w["linear_in.weight"], w["linear_in.bias"], int8)
+        self.blocks = nn.ModuleList([MambaBlock(spec, spec.block_prefix(i), int8) for i in range(spec.n_blocks)])
+        self.classifier = Linear(w["classifier.weight"], w["classifier.bias"], int8)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,9 +109,10 @@ class TinyMamba(nn.Module):
         return self.classifier(h.mean(dim=1))
 
 
-def reference_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32) -> np.ndarray:
-    """Logits of the PyTorch reference in float32 (what the C must match) or float64."""
-    model = TinyMamba(spec).to(dtype)
+def reference_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32, int8: bool = False) -> np.ndarray:
+    """Logits of the PyTorch reference in float32 (what the C must match) or float64; with
+    int8=True, of the model with int8 weights (what the int8 C must match)."""
+    model = TinyMamba(spec, int8).to(dtype)
     with torch.no_grad():
         return model(torch.as_tensor(np.asarray(x), dtype=dtype)).numpy()
 
@@ -122,9 +157,9 @@ def state_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
-def reference_stream_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32) -> np.ndarray:
+def reference_stream_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32, int8: bool = False) -> np.ndarray:
     """Logits computed frame by frame through TinyMambaStep (checks the step graph itself)."""
-    model = TinyMamba(spec).to(dtype)
+    model = TinyMamba(spec, int8).to(dtype)
     step, finish = TinyMambaStep(model), TinyMambaFinish(model)
     states = [torch.zeros(s, dtype=dtype) for _, s in state_shapes(spec)]
     xt = torch.as_tensor(np.asarray(x), dtype=dtype)

@@ -1,0 +1,241 @@
+"""Zephyr apps for both boards: written, structurally valid, placed as the budget dictates,
+and oversized models refused before anything is left on disk.
+
+Zephyr is not installable here, so "valid" means what zephyr_check can establish: CMake
+lists naming real files, CONFIG_X=value lines, overlays accepted by cpp + dtc, and model C
+that cross-compiles -Werror with each board's compiler and flags.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import boards
+from mamba_tvm.driver import build
+from mamba_tvm.errors import BudgetError
+from mamba_tvm.project.budget import check_budget, flash_limit
+from mamba_tvm.project.zephyr import board_file_stem, write_zephyr_app
+from mamba_tvm.project.zephyr_check import check_zephyr_app
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "mamba_tvm" / "data" / "mambalite_kws10.npz"
+H7, S3 = "zephyr/nucleo_h743zi", "zephyr/esp32s3_devkitc"
+TARGETS = (H7, S3)
+KB = 1024
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory):
+    """One real build per Zephyr target (a few seconds each): target -> JSON report."""
+    out = tmp_path_factory.mktemp("zephyr")
+    return {t: build(target=t, model=MODEL, out=out / t.split("/")[1]) for t in TARGETS}
+
+
+def _board(target):
+    return boards.targets()[target]
+
+
+def _app(report) -> Path:
+    return Path(report["zephyr_app"])
+
+
+def _copy_app(report, tmp_path) -> Path:
+    return Path(shutil.copytree(_app(report), tmp_path / "app"))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_app_layout(apps, target):
+    app, stem = _app(apps[target]), board_file_stem(_board(target))
+    for name in ("CMakeLists.txt", "prj.conf", "README.md", "src/main.c", "src/sample_input.h",
+                 f"boards/{stem}.conf", f"boards/{stem}.overlay", "model/model.c", "model/model.h"):
+        assert (app / name).is_file(), name
+    model_dir = Path(apps[target]["out_dir"]) / "model"
+    for src in model_dir.glob("*.[ch]"):  # the model C is copied unchanged
+        assert (app / "model" / src.name).read_bytes() == src.read_bytes()
+    assert "zephyr/" not in (app / "model" / "model.c").read_text()
+    readme = (app / "README.md").read_text()
+    assert f"west build -b {_board(target).zephyr_board} ." in readme and "west flash" in readme
+
+
+def test_board_file_names_follow_hwmv2():
+    assert board_file_stem(_board(H7)) == "nucleo_h743zi"
+    assert board_file_stem(_board(S3)) == "esp32s3_devkitc_esp32s3_procpu"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_validator_passes(apps, target):
+    assert check_zephyr_app(_app(apps[target]), _board(target)) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_prj_conf(apps, target):
+    conf = dict(line.split("=", 1) for line in (_app(apps[target]) / "prj.conf").read_text().splitlines()
+                if line.startswith("CONFIG_"))
+    assert conf["CONFIG_FPU"] == "y" and conf["CONFIG_NEWLIB_LIBC"] == "y"
+    assert int(conf["CONFIG_MAIN_STACK_SIZE"]) >= apps[target]["stack_bytes"] + 1024
+
+
+def test_placement_follows_the_numbers(apps):
+    r = apps[H7]
+    need = r["arena_bytes"] + r["stack_bytes"] + r.get("state_bytes", 0)
+    assert r["placement"] == ("DTCM" if need <= 128 * KB else "AXI_SRAM")
+    app = _app(r)
+    cmake, overlay = (app / "CMakeLists.txt").read_text(), (app / "boards" / "nucleo_h743zi.overlay").read_text()
+    if r["placement"] == "DTCM":
+        assert '.dtcm_bss' in cmake and "zephyr,dtcm = &dtcm;" in overlay
+    else:
+        assert '.bss.mamba_arena' in cmake and "zephyr,sram = &sram0;" in overlay
+    assert apps[S3]["placement"] == "SRAM1"  # the S3's first (and default) RAM region
+
+
+@pytest.mark.parametrize("region,expect", [
+    ("DTCM", ['section(\\".dtcm_bss\\")', "zephyr,dtcm = &dtcm;"]),
+    ("AXI_SRAM", ['section(\\".bss.mamba_arena\\")', "zephyr,sram = &sram0;"]),
+    ("SRAM4", ['section(\\"SRAM4\\")', 'zephyr,memory-region = "SRAM4";']),
+])
+def test_every_h7_region_generates_a_valid_app(apps, tmp_path, region, expect):
+    """Whichever region the numbers pick, the app places the arena there (checked in the object file)."""
+    r, board = apps[H7], _board(H7)
+    sizes = {k: r[k] for k in ("arena_bytes", "stack_bytes", "weights_bytes")}
+    app = write_zephyr_app(tmp_path, board, Path(r["out_dir"]) / "model", np.zeros(4000, np.float32),
+                           {**sizes, "placement": region})
+    text = (app / "CMakeLists.txt").read_text() + (app / "boards" / "nucleo_h743zi.overlay").read_text()
+    assert all(e in text for e in expect), text
+    assert check_zephyr_app(app, board) == []  # includes: the arena symbol lands in that section
+
+
+STREAM_MODEL_H = """#ifndef TVMGEN_DEFAULT_H_
+#define TVMGEN_DEFAULT_H_
+#include <stdint.h>
+#define TVMGEN_DEFAULT_OUTPUT_SIZE 10
+#define TVMGEN_DEFAULT_FRAME_SIZE 40
+struct tvmgen_default_state { float h[64]; int32_t steps; };
+struct tvmgen_default_outputs { float* output; };
+void tvmgen_default_init(struct tvmgen_default_state* state);
+int32_t tvmgen_default_step(const float* frame, struct tvmgen_default_state* state);
+int32_t tvmgen_default_finish(struct tvmgen_default_state* state, struct tvmgen_default_outputs* outputs);
+#endif
+"""
+
+
+def test_main_c_also_drives_the_streaming_api(apps, tmp_path):
+    from mamba_tvm.project.zephyr_check import check_main_c
+
+    app = _copy_app(apps[H7], tmp_path)
+    (app / "model" / "model.h").write_text(STREAM_MODEL_H)
+    assert check_main_c(app, _board(H7), []) == []
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+FAULTS = {
+    "bad prj.conf line": (lambda a: _replace(a / "prj.conf", "CONFIG_FPU=y", "CONFIG_FPU = y"), "prj.conf:"),
+    "missing CMake source": (lambda a: _replace(a / "CMakeLists.txt", "src/main.c", "src/main.c src/nope.c"),
+                             "src/nope.c"),
+    "overlay syntax error": (lambda a: _replace(next((a / "boards").glob("*.overlay")), "};", "}"), "dtc"),
+    "misnamed board overlay": (lambda a: next((a / "boards").glob("*.overlay")).rename(a / "boards" / "x.overlay"),
+                               ".overlay missing"),
+    "model C warning": (lambda a: _replace(a / "model" / "model.c", "int32_t tvmgen_default_run(",
+                                           "static int unused_fn(void) { return 0; }\nint32_t tvmgen_default_run("),
+                        "model/model.c"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_validator_catches_injected_faults(apps, tmp_path, fault):
+    inject, expect = FAULTS[fault]
+    app = _copy_app(apps[S3] if fault == "misnamed board overlay" else apps[H7], tmp_path)
+    inject(app)
+    board = _board(S3 if fault == "misnamed board overlay" else H7)
+    problems = check_zephyr_app(app, board)
+    assert problems and any(expect in p for p in problems), problems
+
+
+def test_check_budget_picks_fastest_region_that_fits():
+    h7 = _board(H7)
+    assert check_budget(h7, 100_000, 216).region == "DTCM"
+    assert check_budget(h7, 128 * KB - 216, 216).region == "DTCM"  # exactly full
+    assert check_budget(h7, 128 * KB - 215, 216).region == "AXI_SRAM"
+    assert check_budget(h7, 168_000, 216, weights_bytes=143_656).region == "AXI_SRAM"
+    assert check_budget(h7, 100_000, 216, state_bytes=40 * KB).region == "AXI_SRAM"  # state counts too
+    qemu = boards.targets()["qemu/mps2_an500"]
+    assert check_budget(qemu, 168_000, 216, weights_bytes=143_656, platform="qemu").region == "SSRAM23"
+
+
+def test_check_budget_refusals_name_sizes_and_limits():
+    h7, s3 = _board(H7), _board(S3)
+    with pytest.raises(BudgetError) as exc:
+        check_budget(h7, 600_000, 216)
+    msg = str(exc.value)
+    assert "600000" in msg and "216" in msg and "AXI_SRAM 524288" in msg and "\n" not in msg
+    with pytest.raises(BudgetError) as exc:
+        check_budget(h7, 1000, 216, weights_bytes=3 * 1024 * KB)
+    assert "3145728" in str(exc.value) and "2097152" in str(exc.value) and "int8" in str(exc.value)
+    # Zephyr's default ESP32-S3 partition table leaves the app 1344 KB of the 8 MB.
+    assert flash_limit(s3, "zephyr")[0] == 1344 * KB
+    with pytest.raises(BudgetError):
+        check_budget(s3, 1000, 216, weights_bytes=2 * 1024 * KB, platform="zephyr")
+
+
+def _tinymamba_npz(path: Path, d_model: int, n_features=40, d_state=16, d_conv=4, n_classes=10) -> int:
+    """Random TinyMamba checkpoint (single block); returns its weight bytes."""
+    rng = np.random.default_rng(0)
+    d_inner, dt_rank = 2 * d_model, -(-d_model // 16)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    weights = {
+        "linear_in.weight": w(d_model, n_features), "linear_in.bias": w(d_model),
+        "mamba.A_log": np.log(np.tile(np.arange(1, d_state + 1, dtype=np.float32), (d_inner, 1))),
+        "mamba.D": np.ones(d_inner, np.float32), "mamba.in_proj.weight": w(2 * d_inner, d_model),
+        "mamba.conv1d.weight": w(d_inner, 1, d_conv), "mamba.conv1d.bias": w(d_inner),
+        "mamba.x_proj.weight": w(dt_rank + 2 * d_state, d_inner), "mamba.dt_proj.weight": w(d_inner, dt_rank),
+        "mamba.dt_proj.bias": w(d_inner), "mamba.out_proj.weight": w(d_model, d_inner),
+        "classifier.weight": w(n_classes, d_model), "classifier.bias": w(n_classes),
+    }
+    np.savez(path, sample_input=w(1, 100, n_features), **weights)
+    return sum(v.nbytes for v in weights.values())
+
+
+def test_oversized_model_refused_by_cli(tmp_path):
+    ckpt = tmp_path / "big.npz"
+    weight_bytes = _tinymamba_npz(ckpt, d_model=512)
+    out = tmp_path / "out" / "s3"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}  # torch deprecation noise, not ours
+    proc = subprocess.run([sys.executable, "-m", "mamba_tvm.build", "--target", S3, "--model", str(ckpt),
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert str(weight_bytes) in lines[0] and str(1344 * KB) in lines[0]  # sizes and the limit
+    assert proc.stdout == ""
+    assert not out.exists() and not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_ram_refusal_after_planning_leaves_nothing(apps, tmp_path, monkeypatch):
+    """The arena is known only after planning: refused before any C is written; staging removed.
+    A copy of the S3 whose RAM is 1 KB stands in for a model too big for the real one."""
+    import dataclasses
+
+    import mamba_tvm.driver as driver
+
+    s3 = _board(S3)
+    tiny = dataclasses.replace(s3, memories=tuple(dataclasses.replace(m, size=1024) if m.kind == "ram" else m
+                                                  for m in s3.memories))
+    monkeypatch.setattr(driver, "resolve_target", lambda target: ("zephyr", tiny))
+    out = tmp_path / "s3"
+    with pytest.raises(BudgetError) as exc:
+        build(target=S3, model=MODEL, out=out)
+    msg = str(exc.value)
+    assert f"arena {apps[S3]['arena_bytes']} B" in msg and "SRAM1 1024 B" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
