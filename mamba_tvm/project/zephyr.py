@@ -82,10 +82,11 @@ target_sources(app PRIVATE {sources})
 target_include_directories(app PRIVATE src model)
 
 # Placement: weights ({report['weights_bytes']} B) stay const in flash, grouped in {WEIGHTS_SECTION};
-# the arena ({report['arena_bytes']} B) goes to {region} (devicetree node &{zr.label}).
+# the arena ({report['arena_bytes']} B) and the recurrent state go to {region} (devicetree node &{zr.label}).
 target_compile_definitions(app PRIVATE
   {_cmake_define("TVMGEN_DEFAULT_WEIGHTS_SECTION", _section_attr(WEIGHTS_SECTION))}
   {_cmake_define("TVMGEN_DEFAULT_ARENA_SECTION", _section_attr(zr.section))}
+  {_cmake_define("TVMGEN_DEFAULT_STATE_SECTION", _section_attr(zr.section))}
 )
 """
 
@@ -161,7 +162,10 @@ def _main_c(board, region: str) -> str:
 /* A streaming model (init/step/finish): the sample is T whole feature frames. */
 #define APP_INPUT_SIZE SAMPLE_INPUT_COUNT
 typedef char sample_input_is_whole_frames[(SAMPLE_INPUT_COUNT % TVMGEN_DEFAULT_FRAME_SIZE == 0) ? 1 : -1];
-static struct tvmgen_default_state g_state;
+#ifndef TVMGEN_DEFAULT_STATE_SECTION
+#define TVMGEN_DEFAULT_STATE_SECTION
+#endif
+static struct tvmgen_default_state g_state TVMGEN_DEFAULT_STATE_SECTION;
 
 static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 {{
@@ -266,7 +270,7 @@ Memory: arena {report['arena_bytes']} B in **{region}** (section `{zr.section}`,
 chosen as the fastest RAM region of the board file that holds arena + stack + state;
 weights {report['weights_bytes']} B are `const` in flash (section `{WEIGHTS_SECTION}`);
 model stack {report['stack_bytes']} B (GCC `-fstack-usage`); recurrent state {report.get('state_bytes', 0)} B
-in plain `.bss` (the default RAM); the budget counts stack and state in the arena's region.
+in the arena's region too (TVMGEN_DEFAULT_STATE_SECTION); the budget counts arena, stack and state there.
 
 ## What was checked when this app was generated, and what was not
 
