@@ -41,7 +41,8 @@ class CompiledModel:
 
     @property
     def state_bytes(self) -> int:
-        return self.program.state_bytes
+        """The state struct: its tensors plus the int32 step counter (stepwise programs)."""
+        return self.program.state_bytes + (4 if "step" in self.programs else 0)
 
     @property
     def kernels(self) -> dict:

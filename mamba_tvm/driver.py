@@ -100,7 +100,7 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
     model_dir = staging / MODEL_DIR
     cflags = list(board.cflags)
     if shutil.which(board.cc) is None:
-        raise MambaTVMError(f"{board.cc} not found: run ./setup.sh to install the toolchains")
+        raise MambaTVMError(f"{board.cc} not found: run tools/setup.sh to install the toolchains")
     usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
     result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
     result["placement"] = check_budget(board, compiled.arena_bytes, result["stack_bytes"], compiled.state_bytes,
@@ -130,6 +130,7 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict) -
 def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool) -> dict:
     from .device.qemu import run_elf
     from .project.baremetal import build_elf, elf_forbidden_symbols, elf_size, write_baremetal_project
+    from .project.linker_map import model_footprint
 
     write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags)
     elf = build_elf(staging)
@@ -137,7 +138,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     if heap:
         raise CompileError(f"the firmware links heap functions {heap}: the model must not allocate")
     size = elf_size(elf)
-    result = {"elf": str(elf), "flash_bytes": size["text"] + size["data"]}
+    result = {"elf": str(elf), "flash_bytes": size["text"] + size["data"],
+              **model_footprint(elf.with_suffix(".map"))}
     if run:
         dev = run_elf(elf)
         result.update({"logits": dev.logits.tolist(), "logits_from": "qemu", "instructions": dev.instructions,

@@ -29,6 +29,9 @@ def test_default_model_runs_on_qemu(tmp_path):
     assert report["logits_from"] == "qemu" and report["instructions"] > 1_000_000
     assert report["max_abs_err_vs_torch"] <= 1e-4 and report["max_abs_err_vs_mambalite"] <= 1e-4
     assert report["argmax"] == 9 and report["arena_bytes"] < 200 * 1024
+    # the linker map agrees with the plan: the model's static RAM is exactly arena + state
+    assert report["model_static_ram_bytes"] == report["arena_bytes"] + report["state_bytes"]
+    assert report["model_flash_bytes"] >= report["weights_bytes"]
     assert Path(report["out_dir"]) == out
     assert (out / "baremetal" / "model.elf").is_file() and (out / "model" / "model.c").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging directory left behind"

@@ -86,7 +86,7 @@ class _Layout:
             step = programs["step"]
             self.frame = step.tensors[step.inputs[0]]
             self.state = [step.tensors[n] for n in step.state]
-            self.state_bytes = sum(t.nbytes for t in self.state)
+            self.state_bytes = sum(t.nbytes for t in self.state) + 4  # + the int32 step counter
             self.input_elems = self.frame.nbytes // 4 * (seq_len or 1)
         else:
             main = programs["main"]
