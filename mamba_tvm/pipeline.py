@@ -6,7 +6,7 @@ or mode changes is which list is used, not code spread across modules.
 import tvm
 from tvm import relax
 
-from .passes import FuseEpilogues, HoistKernelTemporaries
+from .passes import FuseEpilogues, HoistKernelTemporaries, UnrollReductions
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
@@ -23,9 +23,11 @@ def graph_passes() -> list:
     ]
 
 
-def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True) -> list:
-    """Per-kernel TIR: no intermediate left full-size, nothing large left on the C stack."""
-    return [FuseEpilogues] * fuse_epilogues + [HoistKernelTemporaries(stack_limit)]
+def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4) -> list:
+    """Per-kernel TIR: no intermediate left full-size, MAC loops unrolled (unroll=1: not),
+    nothing large left on the C stack."""
+    return ([FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
+            + [HoistKernelTemporaries(stack_limit)])
 
 
 def call_passes() -> list:
@@ -38,6 +40,7 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True) -> tvm.transform.Pass:
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues) + call_passes(),
-                                    name="mamba_tvm_mcu")
+def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True,
+                 unroll: int = 4) -> tvm.transform.Pass:
+    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues, unroll)
+                                    + call_passes(), name="mamba_tvm_mcu")

@@ -84,8 +84,18 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"^// tvm target:.*\n", "", text, flags=re.M)
     text = re.sub(r"^#include <(math|stdbool)\.h>\n", "", text, flags=re.M)
     text = re.sub(r"^void \w+\([^)]*\);\n", "", text, flags=re.M)
+    text = re.sub(r"^(void \w+\()([^)]*)(\) \{)$", lambda m: m[1] + restrict_params(m[2]) + m[3], text, flags=re.M)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
     return text + "\n"
+
+
+def restrict_params(params: str) -> str:
+    """`float* a, int8_t* b` -> `float* restrict a, int8_t* restrict b`.
+
+    Sound because the arena plan never gives two tensors that are live at the same call
+    overlapping memory (plan.check_plan), so no two arguments of a kernel call alias; the
+    caller's input and output buffers must not overlap either (as in TFLite Micro)."""
+    return re.sub(r"(\w+)\* (\w+)", r"\1* restrict \2", params)
 
 
 def allocations(func: tirx.PrimFunc) -> list[tuple[str, int]]:

@@ -2,5 +2,6 @@
 from .fuse_epilogues import FuseEpilogues
 from .kernel_workspace import HoistKernelTemporaries, kernel_stack_bytes
 from .make_plain_c_api import MakePlainCAPI
+from .unroll_reductions import UnrollReductions
 
-__all__ = ["FuseEpilogues", "HoistKernelTemporaries", "MakePlainCAPI", "kernel_stack_bytes"]
+__all__ = ["FuseEpilogues", "HoistKernelTemporaries", "MakePlainCAPI", "UnrollReductions", "kernel_stack_bytes"]
