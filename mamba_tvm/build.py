@@ -64,6 +64,11 @@ def main(argv=None) -> int:
     except MambaTVMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a compiler bug: one line that says so, not a TVM backtrace
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        print(f"error: internal compiler error ({type(exc).__name__}: {detail}); please report it with the model",
+              file=sys.stderr)
+        return 2
     print(json.dumps(report))
     return 0
 
