@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=".npz with `inputs` (N, T, F) [and `labels`]: run each on the device, compare to PyTorch")
     p.add_argument("--fusion", choices=("timestep", "layer"), default="timestep",
                    help="compile time-step fused (default) or layer by layer")
+    p.add_argument("--mode", choices=("sequence", "stream"), default="sequence",
+                   help="tvmgen_default_run (default) or init/step/finish; RUN feeds all T frames either way")
+    p.add_argument("--weights", choices=("fp32", "int8"), default="fp32", help="weight format")
     p.add_argument("--seq-len", type=int, default=None, help="sequence length T (default: the sample input's)")
     p.add_argument("--out", type=Path, default=None, help="keep the model and firmware here (default: temporary)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
@@ -86,7 +89,10 @@ def format_table(rows: list[KernelRow], total: int, unit: str) -> str:
     return "\n".join(lines)
 
 
-def _load_inputs(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """`inputs` (N, T, F) float32 and optional `labels` (N,) from an .npz."""
+    if not path.is_file():
+        raise MambaTVMError(f"--inputs file not found: {path}")
     try:
         with np.load(path) as f:
             if "inputs" not in f.files:
@@ -95,8 +101,8 @@ def _load_inputs(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.nda
             labels = np.asarray(f["labels"]).reshape(-1) if "labels" in f.files else None
     except (OSError, ValueError) as exc:
         raise MambaTVMError(f"cannot read {path}: {exc}") from exc
-    if x.ndim != 3 or x.shape[1:] != tuple(shape[1:]):
-        raise MambaTVMError(f"{path}: inputs have shape {x.shape}, the model takes (N, {shape[1]}, {shape[2]})")
+    if x.ndim != 3 or 0 in x.shape:
+        raise MambaTVMError(f"{path}: inputs have shape {x.shape}, expected (N, T, F)")
     if labels is not None and len(labels) != len(x):
         raise MambaTVMError(f"{path}: {len(labels)} labels for {len(x)} inputs")
     if not np.all(np.isfinite(x)):
@@ -104,12 +110,13 @@ def _load_inputs(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.nda
     return x, labels
 
 
-def check_inputs(session, spec, x: np.ndarray, labels: np.ndarray | None) -> dict:
-    """Every input through the device and PyTorch: argmax agreement, max |error|, accuracy."""
+def check_inputs(session, spec, x: np.ndarray, labels: np.ndarray | None, int8: bool = False) -> dict:
+    """Every input through the device and PyTorch (the int8-weight model for int8 builds):
+    argmax agreement, max |error|, accuracy."""
     from .frontend import reference_logits
 
     device = np.stack([session.infer(xi[None])[0] for xi in x])
-    torch_logits = reference_logits(spec, x).reshape(len(x), -1)
+    torch_logits = reference_logits(spec, x, int8=int8).reshape(len(x), -1)
     report = {"n": int(len(x)),
               "argmax_agreement": float(np.mean(device.argmax(1) == torch_logits.argmax(1))),
               "max_abs_err_vs_torch": float(np.max(np.abs(device - torch_logits)))}
@@ -137,27 +144,29 @@ def _open_session(args, stack: ExitStack, work: Path, compiled, spec, board):
 
 
 def profile(args) -> dict:
-    from .compiler import compile_model
     from .driver import resolve_target
-    from .frontend import load_checkpoint
-    from .importer import example_input
 
-    platform, board = resolve_target(args.target)
+    platform, board = resolve_target(args.target)  # cheap checks first: TVM and torch take seconds to import
     if platform != "qemu" and not args.port:
         raise MambaTVMError(f"'{args.target}' is real hardware: flash its RPC firmware and pass --port "
                             f"(QEMU runs only qemu/... targets)")
-    model = args.model or DEFAULT_MODEL
-    spec = load_checkpoint(model)
     inputs = labels = None
     seq_len = args.seq_len
     if args.inputs is not None:
-        with np.load(args.inputs) if args.inputs.is_file() else _missing(args.inputs) as f:
-            if "inputs" in f.files and np.ndim(f["inputs"]) == 3 and seq_len is None:
-                seq_len = int(np.shape(f["inputs"])[1])
+        inputs, labels = _load_inputs(args.inputs)
+        seq_len = seq_len or inputs.shape[1]
+
+    from .compiler import compile_model
+    from .frontend import load_checkpoint
+    from .importer import example_input
+
+    model = args.model or DEFAULT_MODEL
+    spec = load_checkpoint(model)
     x = example_input(spec, seq_len)
-    compiled = compile_model(spec, x.shape[1], fusion=args.fusion)
-    if args.inputs is not None:
-        inputs, labels = _load_inputs(args.inputs, x.shape)
+    if inputs is not None and inputs.shape[1:] != x.shape[1:]:
+        raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
+                            f"(N, {x.shape[1]}, {x.shape[2]})")
+    compiled = compile_model(spec, x.shape[1], mode=args.mode, fusion=args.fusion, weights=args.weights)
     with ExitStack() as stack:
         work = args.out
         if work is None:
@@ -181,7 +190,7 @@ def profile(args) -> dict:
         total = int(np.median([r.ticks for r in runs])) * info.units_per_tick
         report = {
             "model": str(model), "model_name": info.model_name, "target": args.target, "device": where,
-            "fusion": args.fusion, "unit": info.unit, "total": total,
+            "fusion": args.fusion, "mode": args.mode, "weights": args.weights, "unit": info.unit, "total": total,
             "kernels_sum": sum(r.count for r in rows),
             "kernels": [{"name": r.name, "calls": r.calls, "count": r.count} for r in rows],
             "runs": [r.ticks * info.units_per_tick for r in runs],
@@ -189,20 +198,17 @@ def profile(args) -> dict:
             "arena_bytes": info.arena_bytes,
         }
         if inputs is not None:
-            report["inputs"] = check_inputs(session, spec, inputs, labels)
+            report["inputs"] = check_inputs(session, spec, inputs, labels, int8=args.weights == "int8")
     report["_table"] = format_table(rows, total, info.unit)
     return report
-
-
-def _missing(path: Path):
-    raise MambaTVMError(f"--inputs file not found: {path}")
 
 
 def _print_report(report: dict) -> None:
     unit = report["unit"]
     note = ("QEMU -icount shift=0: instructions executed, not cycles" if unit == "instructions"
             else "cycles of the board's counter")
-    print(f"{report['model_name']} ({report['fusion']} fusion) on {report['device']}; unit: {unit} ({note})")
+    print(f"{report['model_name']} ({report['fusion']} fusion, {report['mode']}, {report['weights']} weights) "
+          f"on {report['device']}; unit: {unit} ({note})")
     print(report["_table"])
     runs = report["runs"]
     spread = "identical" if len(set(runs)) == 1 else f"spread {min(runs):,}..{max(runs):,}"
@@ -216,17 +222,20 @@ def _print_report(report: dict) -> None:
         print(line)
 
 
+def _one_line(exc: Exception) -> str:
+    """Device errors carry QEMU's output tail on further lines: keep the CLI's error to one line."""
+    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text if len(text) <= 800 else text[:797] + "..."
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         report = profile(args)
         if args.json is not None:
             args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "_table"}, indent=1) + "\n")
-    except MambaTVMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (MambaTVMError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     _print_report(report)
     return 0

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from mamba_tvm.device.qemu import QEMU, qemu_command
 from mamba_tvm.device.rpc import PipeTransport, RpcSession, SerialTransport
@@ -32,9 +33,10 @@ def free_tcp_port() -> int:
         return s.getsockname()[1]
 
 
-def rpc_qemu_command(elf: Path | str, serial: str = "none", icount_shift: int = 0) -> list[str]:
-    """qemu_command with UART0 on `serial` (a QEMU -serial argument) instead of none."""
-    cmd = qemu_command(elf, icount_shift)
+def rpc_qemu_command(elf: Path | str, serial: str = "none") -> list[str]:
+    """qemu_command with UART0 on `serial` (a QEMU -serial argument) instead of none. Always
+    -icount shift=0: the firmware reports 40 instructions per timer tick on that premise."""
+    cmd = qemu_command(elf, 0)
     cmd[cmd.index("-serial") + 1] = serial
     return cmd
 
@@ -43,14 +45,16 @@ class QemuRpc:
     """`with QemuRpc(elf, "uart") as q: q.session.hello()`; q.process is the QEMU Popen."""
 
     def __init__(self, elf: Path | str, transport: str = "semihost", timeout: float = 5.0, retries: int = 3,
-                 icount_shift: int = 0, boot_timeout: float = 15.0):
+                 boot_timeout: float = 15.0):
         if transport not in TRANSPORTS:
             raise DeviceError(f"unknown RPC transport '{transport}' (known: {', '.join(TRANSPORTS)})")
         self.elf, self.transport_name = Path(elf), transport
-        self.timeout, self.retries, self.icount_shift, self.boot_timeout = timeout, retries, icount_shift, boot_timeout
+        self.timeout, self.retries, self.boot_timeout = timeout, retries, boot_timeout
         self.process: subprocess.Popen | None = None
         self.session: RpcSession | None = None
-        self._logs: list = []
+        self._logs: list[BinaryIO] = []
+        self._stdout: BinaryIO | None = None  # QEMU's own output, for error messages
+        self._stderr: BinaryIO | None = None
 
     def __enter__(self) -> "QemuRpc":
         try:
@@ -71,7 +75,7 @@ class QemuRpc:
         self.session.warm_up(timeout=max(self.boot_timeout, self.timeout))
         return self.session
 
-    def _log(self) -> tempfile.TemporaryFile:
+    def _log(self) -> BinaryIO:
         f = tempfile.TemporaryFile()
         self._logs.append(f)
         return f
@@ -84,8 +88,7 @@ class QemuRpc:
 
     def _start_semihost(self) -> PipeTransport:
         self._stderr = self._log()
-        self._stdout = None
-        self.process = self._popen(rpc_qemu_command(self.elf, "none", self.icount_shift),
+        self.process = self._popen(rpc_qemu_command(self.elf, "none"),
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         return PipeTransport(self.process.stdout.fileno(), self.process.stdin.fileno(),
                              name=f"QEMU semihosting ({self.elf.name})", context=self.describe)
@@ -95,7 +98,7 @@ class QemuRpc:
         for _ in range(3):  # the free port can be taken between probing and QEMU's bind
             port = free_tcp_port()
             serial = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
-            self.process = self._popen(rpc_qemu_command(self.elf, serial, self.icount_shift),
+            self.process = self._popen(rpc_qemu_command(self.elf, serial),
                                        stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr)
             deadline = time.monotonic() + self.boot_timeout
             while self.process.poll() is None and time.monotonic() < deadline:
@@ -109,7 +112,7 @@ class QemuRpc:
 
     @staticmethod
     def _tail(f) -> str:
-        if f is None:
+        if f is None or f.closed:
             return ""
         f.flush()
         f.seek(0)
@@ -124,7 +127,7 @@ class QemuRpc:
         except subprocess.TimeoutExpired:
             rc = None
         parts = ["QEMU is still running" if rc is None else f"QEMU exited with code {rc}"]
-        for label, f in (("stdout", getattr(self, "_stdout", None)), ("stderr", getattr(self, "_stderr", None))):
+        for label, f in (("stdout", self._stdout), ("stderr", self._stderr)):
             text = self._tail(f).strip()
             if text:
                 parts.append(f"QEMU {label}:\n{text}")
@@ -140,7 +143,7 @@ class QemuRpc:
                 proc.send_signal(signal.SIGCONT)  # a test may have stopped it
                 if proc.stdin is not None:
                     proc.stdin.close()  # semihosting: the firmware sees EOF and exits
-                proc.wait(timeout=0.5)
+                    proc.wait(timeout=0.5)
             except (subprocess.TimeoutExpired, OSError):
                 pass
             if proc.poll() is None:

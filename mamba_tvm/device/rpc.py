@@ -157,7 +157,7 @@ class PipeTransport:
             while view:
                 view = view[os.write(self.wfd, view):]
         except (BrokenPipeError, OSError) as exc:
-            raise self._closed(f"cannot write to the device: {exc}") from exc
+            raise self._closed(f"the device closed the connection (write failed: {exc.strerror or exc})") from exc
 
     def close(self) -> None:
         pass  # the owner of the process closes its pipes
@@ -251,8 +251,9 @@ class RpcSession:
     arrives damaged, or the device reports it damaged (BAD_CRC etc. with our seq).
     """
 
-    def __init__(self, transport, timeout: float = 5.0, retries: int = 3):
-        self.transport, self.timeout, self.retries = transport, timeout, retries
+    def __init__(self, transport, timeout: float = 5.0, retries: int = 3, run_timeout: float = 30.0):
+        # run_timeout: a RUN/PROFILE reply comes after the whole inference
+        self.transport, self.timeout, self.retries, self.run_timeout = transport, timeout, retries, run_timeout
         self._seq = int.from_bytes(os.urandom(2), "little") % 0xFF00
         self._rx = bytearray()
         self.noise = bytearray()  # bytes that were not valid replies (last 512), for error messages
@@ -279,7 +280,13 @@ class RpcSession:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self._rx += self.transport.read(4096, left)
+            try:
+                self._rx += self.transport.read(4096, left)
+            except DeviceError as exc:  # say what the device printed instead of frames (e.g. a FAULT line)
+                unframed = bytes(self.noise[-200:] + self._rx[-400:])
+                if not unframed:
+                    raise
+                raise DeviceError(f"{exc}\nlast bytes from the device: {unframed!r}") from exc
 
     def _note_noise(self, data: bytes) -> None:
         self.noise += data
@@ -294,7 +301,10 @@ class RpcSession:
         """Send one request and return its reply payload; RpcError for an error status."""
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
-        name = Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command 0x{cmd:02x}"
+        try:
+            name = Cmd(cmd).name
+        except ValueError:
+            name = f"command 0x{cmd:02x}"
         seq = self.next_seq()
         wire = b"\x00" + encode_frame(cmd, seq, payload) + b"\x00"
         started = time.monotonic()
@@ -406,9 +416,9 @@ class RpcSession:
         for off in range(0, len(data), self._chunk()):
             self.request(Cmd.WRITE_INPUT, off.to_bytes(4, "little") + data[off:off + self._chunk()])
 
-    def run(self, timeout: float = 120.0) -> tuple[int, int]:
+    def run(self, timeout: float | None = None) -> tuple[int, int]:
         """(rc, ticks) of one inference on the written input."""
-        p = self.request(Cmd.RUN, timeout=timeout)
+        p = self.request(Cmd.RUN, timeout=max(self.timeout, self.run_timeout) if timeout is None else timeout)
         return int.from_bytes(p[0:4], "little", signed=True), int.from_bytes(p[4:8], "little")
 
     def read_output(self) -> np.ndarray:
@@ -427,9 +437,9 @@ class RpcSession:
             raise DeviceError(f"tvmgen_default_run returned {rc} on the device")
         return self.read_output(), ticks
 
-    def profile(self, timeout: float = 120.0) -> Profile:
+    def profile(self, timeout: float | None = None) -> Profile:
         """One run with per-call timing (needs a firmware built with -DTVMGEN_DEFAULT_PROFILE)."""
-        p = self.request(Cmd.PROFILE, timeout=timeout)
+        p = self.request(Cmd.PROFILE, timeout=max(self.timeout, self.run_timeout) if timeout is None else timeout)
         rc = int.from_bytes(p[0:4], "little", signed=True)
         ticks, total = int.from_bytes(p[4:8], "little"), int.from_bytes(p[8:12], "little")
         num_calls = int.from_bytes(p[12:14], "little")
