@@ -31,6 +31,7 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     from .compiler import compile_model
     from .frontend import load_checkpoint, reference_logits
     from .importer import example_input
+    from .pipeline import mcu_pipeline
 
     platform, board = resolve_target(target)
     if run and platform != "qemu":
@@ -42,7 +43,10 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights)
+        from schedules import load_schedule
+
+        pipeline = mcu_pipeline(**load_schedule(board.core))
+        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights, pipeline=pipeline)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
