@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mamba_tvm.device.host import run_host
+from mamba_tvm.compiler import compile_model
+from mamba_tvm.device.host import build_host_runner, run_host
 from mamba_tvm.frontend import reference_logits
 from tests.conftest import FIXTURES, RANDOM_MODELS, torch_logits
 
@@ -54,17 +55,20 @@ def test_other_dimensions_against_independent_torch(built, name, fusion):
 
 
 @pytest.mark.parametrize("name", ["kws10", "two_blocks"])
-def test_streaming_equals_whole_sequence_for_any_length(built, name):
-    """init/step/finish over T frames equals the whole-sequence build (compiled for its own T)
-    on random inputs of several lengths, and PyTorch for each length."""
+def test_streaming_equals_whole_sequence_for_any_length(built, name, tmp_path):
+    """init/step/finish over T frames equals a whole-sequence build compiled for that T, on
+    random inputs of several lengths, and PyTorch at every length."""
     stream = built(name, mode="stream")
-    whole = built(name)
+    spec = stream.spec
     rng = np.random.default_rng(11)
-    t_whole = whole.compiled.seq_len
-    for t in (1, 5, t_whole, 2 * t_whole + 3):
-        x = rng.standard_normal((1, t, stream.spec.n_features)).astype(np.float32)
+    whole_lengths = {built(name).compiled.seq_len: built(name).exe}
+    for t in (1, 7):  # whole-sequence builds for other lengths
+        compiled = compile_model(spec, t)
+        compiled.write(tmp_path / f"t{t}")
+        whole_lengths[t] = build_host_runner(tmp_path / f"t{t}", compiled.c_files)
+    for t in sorted(whole_lengths) + [2 * max(whole_lengths) + 3]:
+        x = rng.standard_normal((1, t, spec.n_features)).astype(np.float32)
         got = run_host(stream.exe, x)
-        want = reference_logits(stream.spec, x)[0]
-        assert np.max(np.abs(got - want)) <= 1e-4
-        if t == t_whole:
-            assert np.max(np.abs(got - run_host(whole.exe, x))) <= 1e-5
+        assert np.max(np.abs(got - reference_logits(spec, x)[0])) <= 1e-4
+        if t in whole_lengths:
+            assert np.max(np.abs(got - run_host(whole_lengths[t], x))) <= 1e-5
