@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", choices=["fp32", "int8"], default="fp32",
                    help="int8: weight matrices quantized per output channel (activations stay fp32)")
     p.add_argument("--run", action="store_true", help="run the firmware on QEMU and report device logits")
+    p.add_argument("--app", choices=["run", "rpc"], default=None,
+                   help="Zephyr targets: run (default) runs the sample once and prints the logits; rpc serves "
+                        "the model over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md)")
     p.add_argument("--list-targets", action="store_true", help="list targets with their RAM and flash")
     return p.parse_args(argv)
 
@@ -55,12 +58,16 @@ def main(argv=None) -> int:
     if args.list_targets:
         print(list_targets())
         return 0
+    if args.app is not None and args.target.split("/", 1)[0] == "qemu":
+        print(f"error: --app is for Zephyr targets; for '{args.target}' use `python -m mamba_tvm.profile "
+              f"--target {args.target}` (it builds the RPC firmware and serves it on QEMU)", file=sys.stderr)
+        return 1
     try:
         from .driver import build
 
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
                        seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
-                       weights=args.weights)
+                       weights=args.weights, app=args.app or "run")
     except MambaTVMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,11 @@ def resolve_target(target: str):
 
 
 def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False,
-          mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32") -> dict:
+          mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run") -> dict:
+    """Compile `model` for `target` into `out`; return the report.
+
+    app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
+    over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md)."""
     from .compiler import compile_model
     from .frontend import load_checkpoint, reference_logits
     from .importer import example_input
@@ -36,6 +40,11 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     platform, board = resolve_target(target)
     if run and platform != "qemu":
         raise CompileError(f"--run needs an emulated target (qemu/...); '{target}' runs on real hardware only")
+    if app not in ("run", "rpc"):
+        raise CompileError(f"unknown app '{app}' (known: run, rpc)")
+    if app != "run" and platform != "zephyr":
+        raise CompileError(f"--app {app} is for Zephyr targets; for '{target}' use `python -m mamba_tvm.profile "
+                           f"--target {target}`, which builds the RPC firmware and serves it on QEMU")
     spec = load_checkpoint(model)
     check_flash(board, spec.weight_bytes, platform=platform)  # weights are known now: refuse before compiling
     x = example_input(spec, seq_len)
@@ -61,7 +70,7 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
                   # the input stays in the caller's buffer (a (1, T, F) array, or one frame when streaming)
                   "input_owned_by": "caller"}
         report.update(_host_check(model_dir, compiled.c_files, x, reference))
-        report.update(_target_build(platform, board, staging, compiled, x, run))
+        report.update(_target_build(platform, board, staging, compiled, x, run, app, spec.name))
         logits = np.asarray(report["logits"], dtype=np.float32)
         report["max_abs_err_vs_torch"] = float(np.max(np.abs(logits - reference)))
         report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
@@ -98,7 +107,8 @@ def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: n
             "host_max_abs_err_vs_torch": float(np.max(np.abs(logits - reference)))}
 
 
-def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, run: bool) -> dict:
+def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, run: bool,
+                  app: str = "run", model_name: str | None = None) -> dict:
     from .project.stack_usage import model_stack_bytes, stack_usage
 
     model_dir = staging / MODEL_DIR
@@ -112,11 +122,12 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
     if platform == "qemu":
         result.update(_qemu_build(staging, compiled, x, cflags, run))
     elif platform == "zephyr":
-        result.update(_zephyr_build(staging, board, compiled, x, result))
+        result.update(_zephyr_build(staging, board, compiled, x, result, app, model_name))
     return result
 
 
-def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict) -> dict:
+def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, app: str = "run",
+                  model_name: str | None = None) -> dict:
     from .errors import BuildError
     from .project.zephyr import write_zephyr_app
     from .project.zephyr_check import check_zephyr_app
@@ -124,11 +135,12 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict) -
     sizes = {"arena_bytes": compiled.arena_bytes, "weights_bytes": compiled.weights_bytes,
              "state_bytes": compiled.state_bytes, "stack_bytes": result["stack_bytes"],
              "placement": result["placement"]}
-    app = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes)
-    problems = check_zephyr_app(app, board)
+    app_dir = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes, app=app, compiled=compiled,
+                               model_name=model_name)
+    problems = check_zephyr_app(app_dir, board)
     if problems:
         raise BuildError(f"generated Zephyr app fails its structural check: {'; '.join(problems)}")
-    return {"zephyr_app": str(app)}
+    return {"zephyr_app": str(app_dir), "zephyr_app_kind": app}
 
 
 def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool) -> dict:

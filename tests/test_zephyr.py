@@ -131,6 +131,114 @@ def test_main_c_also_drives_the_streaming_api(apps, tmp_path):
     assert check_main_c(app, _board(H7), []) == []
 
 
+# ---- the RPC app (--app rpc): the model served over the console UART ------------------------
+
+RPC_C = ROOT / "runtime_c" / "rpc"
+RPC_APP_SOURCES = ("rpc/rpc_model.c", "rpc/rpc_server.c", "rpc/rpc_frame.c", "rpc/transport_zephyr_uart.c")
+
+
+@pytest.fixture(scope="module")
+def rpc_apps(apps, tmp_path_factory):
+    """target -> RPC app dir: the H7's through the driver (report key, shapes from the compiled
+    model), the S3's from the S3 build's model sources (shapes from the sample and model.h)."""
+    out = tmp_path_factory.mktemp("zephyr_rpc")
+    h7 = build(target=H7, model=MODEL, out=out / "h7", app="rpc")
+    assert h7["zephyr_app_kind"] == "rpc" and apps[H7]["zephyr_app_kind"] == "run"
+    r = apps[S3]
+    sizes = {k: r[k] for k in ("arena_bytes", "stack_bytes", "weights_bytes", "state_bytes", "placement")}
+    s3 = write_zephyr_app(out / "s3", _board(S3), Path(r["out_dir"]) / "model", np.zeros((1, 100, 40), np.float32),
+                          sizes, app="rpc")
+    return {H7: _app(h7), S3: s3}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rpc_app_validates(rpc_apps, target):
+    """Same structural checks as the run-once app; main.c and rpc/*.c compiled -Werror with the
+    board's compiler against the stub Zephyr headers, and the profiling hooks defined."""
+    app = rpc_apps[target]
+    assert check_zephyr_app(app, _board(target)) == []
+    assert not (app / "src" / "sample_input.h").exists()  # the host sends the inputs
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rpc_app_lists_rpc_sources_and_profiles(rpc_apps, target):
+    from mamba_tvm.project.zephyr_check import check_cmake, parse_cmake
+
+    app = rpc_apps[target]
+    cmds = parse_cmake((app / "CMakeLists.txt").read_text())
+    sources = [a for name, args in cmds if name == "target_sources" for a in args]
+    assert "src/main.c" in sources and all(s in sources for s in RPC_APP_SOURCES), sources
+    assert "rpc" in [a for name, args in cmds if name == "target_include_directories" for a in args]
+    problems, defines = check_cmake(app)
+    assert problems == [] and "-DTVMGEN_DEFAULT_PROFILE" in defines
+    for name in ("rpc_model.c", "rpc_server.c", "rpc_frame.c", "transport_zephyr_uart.c", "rpc_model.h",
+                 "rpc_server.h", "rpc_frame.h", "rpc_transport.h"):  # the portable sources, unchanged
+        assert (app / "rpc" / name).read_bytes() == (RPC_C / name).read_bytes(), name
+    main = (app / "src" / "main.c").read_text()
+    assert main.endswith((RPC_C / "main_rpc_zephyr.c").read_text())
+    assert "k_cycle_get_32()" in main and "sys_clock_hw_cycles_per_sec()" in main and "RPC_UNIT_CYCLES" in main
+    assert "printk(" not in main  # the console UART is the RPC channel
+    conf = dict(line.split("=", 1) for line in (app / "prj.conf").read_text().splitlines()
+                if line.startswith("CONFIG_"))
+    assert conf["CONFIG_SERIAL"] == "y"
+    assert all(conf[k] == "n" for k in ("CONFIG_PRINTK", "CONFIG_UART_CONSOLE", "CONFIG_LOG", "CONFIG_BOOT_BANNER"))
+    assert "zephyr,console = &" in next((app / "boards").glob("*.overlay")).read_text()
+    readme = (app / "README.md").read_text()
+    assert f"--target {target}" in readme and "Not verified on hardware" in readme and "CONFIG_PRINTK=n" in readme
+
+
+def test_rpc_model_info_from_compiled_model_and_from_sample_agree(rpc_apps):
+    h7, s3 = ((rpc_apps[t] / "rpc" / "rpc_model_info.h").read_text() for t in TARGETS)
+    assert h7 == s3 and '"mambalite_kws10"' in h7 and "{1u, 100u, 40u}" in h7 and "{1u, 10u}" in h7
+
+
+def test_stream_rpc_app_validates(apps, built, tmp_path):
+    """A streaming model (init/step/finish): rpc_model.c feeds the T frames; state in the arena's region."""
+    b = built("kws10", mode="stream")
+    assert "TVMGEN_DEFAULT_FRAME_SIZE" in (b.model_dir / "model.h").read_text()
+    r = apps[H7]
+    sizes = {"arena_bytes": b.compiled.arena_bytes, "weights_bytes": b.compiled.weights_bytes,
+             "state_bytes": b.compiled.state_bytes, "stack_bytes": r["stack_bytes"], "placement": "SRAM4"}
+    app = write_zephyr_app(tmp_path, _board(H7), b.model_dir, b.spec.sample_input, sizes, app="rpc",
+                           compiled=b.compiled, model_name=b.spec.name)
+    assert check_zephyr_app(app, _board(H7)) == []
+    assert "{1u, 100u, 40u}" in (app / "rpc" / "rpc_model_info.h").read_text()
+
+
+RPC_FAULTS = {
+    "profiling hooks missing": (lambda a: _replace(a / "rpc" / "rpc_model.c", "#ifdef TVMGEN_DEFAULT_PROFILE",
+                                                   "#ifdef TVMGEN_DEFAULT_PROFILE_OFF"),
+                                "tvmgen_default_profile_begin"),
+    "rpc source warning": (lambda a: _replace(a / "rpc" / "transport_zephyr_uart.c", "static int zephyr_uart_read(",
+                                              "static int unused_fn(void) { return 0; }\nstatic int zephyr_uart_read("),
+                           "rpc/transport_zephyr_uart.c"),
+    "console not chosen": (lambda a: _replace(a / "rpc" / "transport_zephyr_uart.c", "DT_CHOSEN(zephyr_console)",
+                                              "DT_CHOSEN(zephyr_shell_uart)"), "zephyr_shell_uart"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RPC_FAULTS))
+def test_validator_catches_rpc_app_faults(rpc_apps, tmp_path, fault):
+    inject, expect = RPC_FAULTS[fault]
+    app = Path(shutil.copytree(rpc_apps[S3], tmp_path / "app"))
+    inject(app)
+    problems = check_zephyr_app(app, _board(S3))
+    assert problems and any(expect in p for p in problems), problems
+
+
+def test_rpc_app_refused_for_qemu():
+    """QEMU targets have `python -m mamba_tvm.profile`, which builds and serves the RPC firmware."""
+    from mamba_tvm.errors import CompileError
+
+    with pytest.raises(CompileError, match="mamba_tvm.profile"):
+        build(target="qemu/mps2_an500", model=MODEL, app="rpc")
+    proc = subprocess.run([sys.executable, "-m", "mamba_tvm.build", "--target", "qemu/mps2_an500", "--app", "rpc"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("error: --app") and "mamba_tvm.profile" in lines[0], proc.stderr
+
+
 def _replace(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, old

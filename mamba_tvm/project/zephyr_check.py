@@ -4,8 +4,8 @@ Why: Zephyr is not installable here, yet a generated app should not reach a user
 CMake list naming a missing file, a malformed Kconfig line, an overlay dtc rejects, or
 model C that does not compile for the board. Adapted from the emulation probe's
 validate_app.py. What it cannot check: Kconfig symbol names, devicetree bindings, and the
-real <zephyr/...> API (main.c is compiled against minimal stub headers, which checks its
-own C only).
+real <zephyr/...> API (main.c, and the RPC app's rpc/*.c, are compiled against the minimal
+stub headers in zephyr_stubs/, which checks their own C only).
 
     python -m mamba_tvm.project.zephyr_check <app dir> <board name>
 """
@@ -23,13 +23,9 @@ CONF_LINE = re.compile(r'^CONFIG_[A-Za-z0-9_]+=(y|n|-?\d+|0x[0-9a-fA-F]+|"([^"\\
 SECTION_ATTR = re.compile(r'section\("([^"]+)"\)')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
-# Just enough of <zephyr/...> for main.c's own C (types, format strings) to be checked.
-STUB_HEADERS = {
-    "zephyr/kernel.h": "#include <stdint.h>\n#include <zephyr/sys/printk.h>\n"
-                       "uint32_t k_cycle_get_32(void);\nint sys_clock_hw_cycles_per_sec(void);\n"
-                       "uint32_t k_cyc_to_us_floor32(uint64_t t);\n",
-    "zephyr/sys/printk.h": "void printk(const char *fmt, ...) __attribute__((format(printf, 1, 2)));\n",
-}
+# Just enough of <zephyr/...> for the app's own C (types, format strings) to be checked.
+STUB_DIR = Path(__file__).resolve().parent / "zephyr_stubs"
+PROFILE_HOOKS = ("tvmgen_default_profile_begin", "tvmgen_default_profile_end")
 
 
 def _line_end(text: str, i: int) -> int:
@@ -213,18 +209,45 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
     return problems
 
 
+def _defined_symbols(obj: Path, cc: str) -> set[str]:
+    nm = cc[: -len("gcc")] + "nm" if cc.endswith("gcc") else "nm"
+    out = subprocess.run([nm, "--defined-only", str(obj)], capture_output=True, text=True).stdout
+    return {parts[-1] for parts in map(str.split, out.splitlines()) if len(parts) >= 3}
+
+
+def glue_sources(app: Path) -> list[Path]:
+    """The app's own C besides the model: src/main.c, and the RPC app's rpc/*.c."""
+    return [app / "src" / "main.c", *sorted((app / "rpc").glob("*.c"))]
+
+
 def check_main_c(app: Path, board, defines: list[str]) -> list[str]:
+    """Compile src/main.c (and rpc/*.c) with the board's compiler and flags against the stub
+    Zephyr headers; with -DTVMGEN_DEFAULT_PROFILE the glue must define the hooks model.c calls."""
     main = app / "src" / "main.c"
     if not main.is_file():
         return ["src/main.c missing"]
+    if shutil.which(board.cc) is None:
+        return [f"{board.cc} not found: run tools/setup.sh"]
+    includes = ["-I", str(STUB_DIR), "-I", str(app / "src"), "-I", str(app / "model")]
+    if (app / "rpc").is_dir():
+        includes += ["-I", str(app / "rpc")]
+    problems, defined = [], set()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, text in STUB_HEADERS.items():
-            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-            (Path(tmp) / name).write_text(text)
-        cmd = [board.cc, *board.cflags, *STRICT, *defines, "-I", tmp, "-I", str(app / "src"),
-               "-I", str(app / "model"), "-fsyntax-only", str(main)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    return [f"src/main.c (against stub Zephyr headers): {proc.stderr.strip()}"] if proc.returncode else []
+        for src in glue_sources(app):
+            rel = src.relative_to(app).as_posix()
+            obj = Path(tmp) / (src.parent.name + "_" + src.stem + ".o")
+            cmd = [board.cc, *board.cflags, *STRICT, *defines, *includes, "-c", str(src), "-o", str(obj)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                problems.append(f"{rel} (against stub Zephyr headers): {proc.stderr.strip()}")
+            else:
+                defined |= _defined_symbols(obj, board.cc)
+    if not problems and "-DTVMGEN_DEFAULT_PROFILE" in defines:
+        missing = [h for h in PROFILE_HOOKS if h not in defined]
+        if missing:
+            problems.append(f"-DTVMGEN_DEFAULT_PROFILE is set but no app source defines {', '.join(missing)} "
+                            f"(model.c calls them around every kernel call: the link would fail)")
+    return problems
 
 
 def check_zephyr_app(app: Path | str, board) -> list[str]:
