@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import MambaTVMError
+from .errors import cli_error
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
 
@@ -68,14 +68,10 @@ def main(argv=None) -> int:
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
                        seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
                        weights=args.weights, app=args.app or "run")
-    except MambaTVMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a compiler bug: one line that says so, not a TVM backtrace
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        print(f"error: internal compiler error ({type(exc).__name__}: {detail}); please report it with the model",
-              file=sys.stderr)
-        return 2
+    except Exception as exc:  # one line, never a TVM backtrace
+        message, code = cli_error(exc)
+        print(message, file=sys.stderr)
+        return code
     print(json.dumps(report))
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeviceError, MambaTVMError
+from .errors import DeviceError, MambaTVMError, cli_error
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
 
@@ -166,7 +166,12 @@ def profile(args) -> dict:
     if inputs is not None and inputs.shape[1:] != x.shape[1:]:
         raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
                             f"(N, {x.shape[1]}, {x.shape[2]})")
-    compiled = compile_model(spec, x.shape[1], mode=args.mode, fusion=args.fusion, weights=args.weights)
+    from schedules import load_schedule
+
+    from .pipeline import mcu_pipeline
+
+    compiled = compile_model(spec, x.shape[1], mode=args.mode, fusion=args.fusion, weights=args.weights,
+                             pipeline=mcu_pipeline(**load_schedule(board.core)))
     with ExitStack() as stack:
         work = args.out
         if work is None:
@@ -222,21 +227,16 @@ def _print_report(report: dict) -> None:
         print(line)
 
 
-def _one_line(exc: Exception) -> str:
-    """Device errors carry QEMU's output tail on further lines: keep the CLI's error to one line."""
-    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text if len(text) <= 800 else text[:797] + "..."
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         report = profile(args)
         if args.json is not None:
             args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "_table"}, indent=1) + "\n")
-    except (MambaTVMError, OSError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # one line: device errors carry QEMU's output tail on further lines
+        message, code = cli_error(exc)
+        print(message, file=sys.stderr)
+        return code
     _print_report(report)
     return 0
 

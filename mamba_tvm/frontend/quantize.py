@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: per-block linear weights quantized per output row, relative to the block prefix
-BLOCK_MATRICES = ("in_proj.weight", "x_proj.weight", "out_proj.weight")
-HEAD_MATRICES = ("linear_in.weight", "classifier.weight")
-
-
 def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """w (out, in) float -> (int8 (out, in), scale (out,)) with w ~= q * scale[:, None]."""
     amax = np.max(np.abs(w), axis=1)
@@ -25,21 +20,6 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     q, scale = quantize_rows(np.ascontiguousarray(w.T))
     return np.ascontiguousarray(q.T), scale
-
-
-def quantized_bytes(spec) -> int:
-    """Flash bytes of the weights when quantized (int8 matrices + float32 scales + the rest)."""
-    from .reference import TinyMamba  # noqa: F401  (keeps the import graph one-way)
-
-    total = 0
-    quantized = set(HEAD_MATRICES) | {spec.block_prefix(i) + k for i in range(spec.n_blocks)
-                                      for k in BLOCK_MATRICES + ("A_log",)}
-    for key, w in spec.weights.items():
-        if key in quantized:
-            total += w.size + 4 * (w.shape[1] if key.endswith("A_log") else w.shape[0])
-        else:
-            total += w.nbytes
-    return total
 
 
 def inputs_like(sample: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
