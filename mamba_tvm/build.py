@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import cli_error
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
+from .driver import DEFAULT_MODEL
 
 
 def parse_args(argv=None) -> argparse.Namespace:

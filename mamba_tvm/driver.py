@@ -14,6 +14,7 @@ from .errors import CompileError, MambaTVMError
 from .project.budget import check_budget, check_flash
 
 MODEL_DIR = "model"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
 
 
 def resolve_target(target: str):
@@ -26,16 +27,25 @@ def resolve_target(target: str):
     return platform, table[target]
 
 
+def compile_for_board(board, spec, seq_len: int, mode: str, fusion: str, weights: str):
+    """compile_model with the kernel passes set by the schedule record of the board's core."""
+    from schedules import load_schedule
+
+    from .compiler import compile_model
+    from .pipeline import mcu_pipeline
+
+    return compile_model(spec, seq_len, mode=mode, fusion=fusion, weights=weights,
+                         pipeline=mcu_pipeline(**load_schedule(board.core)))
+
+
 def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run") -> dict:
     """Compile `model` for `target` into `out`; return the report.
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
     over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md)."""
-    from .compiler import compile_model
     from .frontend import load_checkpoint, reference_logits
     from .importer import example_input
-    from .pipeline import mcu_pipeline
 
     platform, board = resolve_target(target)
     if run and platform != "qemu":
@@ -52,10 +62,7 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        from schedules import load_schedule
-
-        pipeline = mcu_pipeline(**load_schedule(board.core))
-        compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights, pipeline=pipeline)
+        compiled = compile_for_board(board, spec, x.shape[1], mode, fusion, weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR

@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import DeviceError, MambaTVMError, cli_error
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -144,7 +143,7 @@ def _open_session(args, stack: ExitStack, work: Path, compiled, spec, board):
 
 
 def profile(args) -> dict:
-    from .driver import resolve_target
+    from .driver import DEFAULT_MODEL, compile_for_board, resolve_target
 
     platform, board = resolve_target(args.target)  # cheap checks first: TVM and torch take seconds to import
     if platform != "qemu" and not args.port:
@@ -156,7 +155,6 @@ def profile(args) -> dict:
         inputs, labels = _load_inputs(args.inputs)
         seq_len = seq_len or inputs.shape[1]
 
-    from .compiler import compile_model
     from .frontend import load_checkpoint
     from .importer import example_input
 
@@ -166,12 +164,7 @@ def profile(args) -> dict:
     if inputs is not None and inputs.shape[1:] != x.shape[1:]:
         raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
                             f"(N, {x.shape[1]}, {x.shape[2]})")
-    from schedules import load_schedule
-
-    from .pipeline import mcu_pipeline
-
-    compiled = compile_model(spec, x.shape[1], mode=args.mode, fusion=args.fusion, weights=args.weights,
-                             pipeline=mcu_pipeline(**load_schedule(board.core)))
+    compiled = compile_for_board(board, spec, x.shape[1], args.mode, args.fusion, args.weights)
     with ExitStack() as stack:
         work = args.out
         if work is None:

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.project.stack_usage import model_stack_bytes, stack_usage
 
 COMPILERS = {
@@ -14,7 +15,6 @@ COMPILERS = {
     "arm-none-eabi-gcc": ["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-O2"],
     "xtensa-lx106-elf-gcc": ["xtensa-lx106-elf-gcc", "-mlongcalls", "-O2"],
 }
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
 VARIANTS = [("kws10", "sequence", "timestep"), ("kws10", "sequence", "layer"), ("two_blocks", "stream", "timestep")]
@@ -27,7 +27,7 @@ def test_strict_c99_on_every_compiler(built, name, mode, fusion, compiler, tmp_p
     assert shutil.which(cmd[0]), f"{cmd[0]} missing: run tools/setup.sh"
     b = built(name, mode, fusion)
     for f in b.compiled.c_files:
-        proc = subprocess.run([*cmd, *STRICT, "-I", str(b.model_dir), "-c", str(b.model_dir / f),
+        proc = subprocess.run([*cmd, *STRICT_C99, "-I", str(b.model_dir), "-c", str(b.model_dir / f),
                                "-o", str(tmp_path / (f + ".o"))], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
 

@@ -1,1 +1,4 @@
 """Code generation: TIR kernels to plain C, and the AOT emitter of model.c / model.h."""
+
+#: the promise the generated C keeps on every compiler; every build and check of it uses these
+STRICT_C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror"]

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen import STRICT_C99
 from ..errors import BuildError, DeviceError
 
 RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime_c"
-STRICT_C = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
 def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None) -> Path:
     exe = out or model_dir / "host_runner"
-    cmd = [cc, *STRICT_C, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
+    cmd = [cc, *STRICT_C99, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
            str(RUNTIME_C / "host_main.c"), "-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mamba_tvm.device.qemu import qemu_command
+from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.errors import BuildError
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime_c" / "baremetal"
@@ -29,7 +30,7 @@ TOOLCHAIN_PREFIX = "arm-none-eabi-"
 
 M7_CFLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-O2"]
 # Applied to the model sources too: generated code must stay warning-free C99.
-STRICT_CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
+STRICT_CFLAGS = [*STRICT_C99, "-ffunction-sections", "-fdata-sections"]
 LDFLAGS = ["-T", LINKER_SCRIPT, "-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs"]
 
 # Heap entry points (and newlib's reentrant _r variants / internals): none may be linked.

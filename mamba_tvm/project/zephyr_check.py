@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+from mamba_tvm.codegen import STRICT_C99
+
 CONF_LINE = re.compile(r'^CONFIG_[A-Za-z0-9_]+=(y|n|-?\d+|0x[0-9a-fA-F]+|"([^"\\]|\\.)*")$')
 SECTION_ATTR = re.compile(r'section\("([^"]+)"\)')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
@@ -198,7 +199,7 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (src.stem + ".o")
-            cmd = [board.cc, *board.cflags, *STRICT, *defines, "-I", str(model), "-c", str(src), "-o", str(obj)]
+            cmd = [board.cc, *board.cflags, *STRICT_C99, *defines, "-I", str(model), "-c", str(src), "-o", str(obj)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 problems.append(f"model/{src.name}: {board.cc}: {proc.stderr.strip()}")
@@ -236,7 +237,7 @@ def check_main_c(app: Path, board, defines: list[str]) -> list[str]:
         for src in glue_sources(app):
             rel = src.relative_to(app).as_posix()
             obj = Path(tmp) / (src.parent.name + "_" + src.stem + ".o")
-            cmd = [board.cc, *board.cflags, *STRICT, *defines, *includes, "-c", str(src), "-o", str(obj)]
+            cmd = [board.cc, *board.cflags, *STRICT_C99, *defines, *includes, "-c", str(src), "-o", str(obj)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 problems.append(f"{rel} (against stub Zephyr headers): {proc.stderr.strip()}")
