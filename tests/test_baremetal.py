@@ -30,8 +30,8 @@ MODEL_H = """#ifndef MODEL_H_
 struct tvmgen_default_inputs { float* input; };
 struct tvmgen_default_outputs { float* output; };
 int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs);
-#define TVMGEN_DEFAULT_INPUT_SIZE %d
-#define TVMGEN_DEFAULT_OUTPUT_SIZE %d
+#define TVMGEN_DEFAULT_INPUT_ELEMS %d
+#define TVMGEN_DEFAULT_OUTPUT_ELEMS %d
 #endif
 """
 
@@ -48,8 +48,8 @@ MODEL_C = """#include "model.h"
 void fake_exp(const float* x, float* y, int32_t n);
 int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs) {
   int32_t i;
-  fake_exp(inputs->input, outputs->output, TVMGEN_DEFAULT_INPUT_SIZE);
-  for (i = 0; i < TVMGEN_DEFAULT_INPUT_SIZE; i++) outputs->output[TVMGEN_DEFAULT_INPUT_SIZE + i] = inputs->input[i];
+  fake_exp(inputs->input, outputs->output, TVMGEN_DEFAULT_INPUT_ELEMS);
+  for (i = 0; i < TVMGEN_DEFAULT_INPUT_ELEMS; i++) outputs->output[TVMGEN_DEFAULT_INPUT_ELEMS + i] = inputs->input[i];
   return 0;
 }
 """
@@ -68,10 +68,10 @@ void* _sbrk(ptrdiff_t inc) {
 }
 int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs) {
   int32_t i;
-  float* tmp = malloc(sizeof(float) * TVMGEN_DEFAULT_INPUT_SIZE);
+  float* tmp = malloc(sizeof(float) * TVMGEN_DEFAULT_INPUT_ELEMS);
   if (tmp == NULL) return 1;
-  for (i = 0; i < TVMGEN_DEFAULT_INPUT_SIZE; i++) tmp[i] = inputs->input[i];
-  for (i = 0; i < TVMGEN_DEFAULT_OUTPUT_SIZE; i++) outputs->output[i] = tmp[i % TVMGEN_DEFAULT_INPUT_SIZE];
+  for (i = 0; i < TVMGEN_DEFAULT_INPUT_ELEMS; i++) tmp[i] = inputs->input[i];
+  for (i = 0; i < TVMGEN_DEFAULT_OUTPUT_ELEMS; i++) outputs->output[i] = tmp[i % TVMGEN_DEFAULT_INPUT_ELEMS];
   free(tmp);
   return 0;
 }

@@ -81,3 +81,26 @@ def test_memory_floor_kws10(built):
         assert c.state_bytes == 4 * (1 + spec.d_model + spec.d_inner * (spec.d_conv - 1 + spec.d_state))
         for p in c.programs.values():
             assert all(100 not in t.shape for t in p.tensors.values() if t.kind != "const")
+
+
+@pytest.mark.parametrize("name, mode, fusion", VARIANTS)
+def test_header_sizes_are_bytes_as_in_microtvm(built, name, mode, fusion, tmp_path):
+    """Every TVMGEN_DEFAULT_*_SIZE is in bytes (microTVM's convention), element counts are
+    *_ELEMS: a buffer declared `uint8_t buf[TVMGEN_DEFAULT_INPUT_SIZE]` holds the whole input.
+    Checked by the C compiler itself, against the plan's shapes."""
+    b = built(name, mode, fusion)
+    spec, c = b.spec, b.compiled
+    checks = [("TVMGEN_DEFAULT_OUTPUT_SIZE", 4 * spec.n_classes), ("TVMGEN_DEFAULT_OUTPUT_ELEMS", spec.n_classes),
+              ("TVMGEN_DEFAULT_FEATURES", spec.n_features), ("TVMGEN_DEFAULT_WORKSPACE_SIZE", c.arena_bytes)]
+    if mode == "stream":
+        checks += [("TVMGEN_DEFAULT_FRAME_SIZE", 4 * spec.n_features), ("TVMGEN_DEFAULT_FRAME_ELEMS", spec.n_features),
+                   ("TVMGEN_DEFAULT_STATE_SIZE", c.state_bytes), ("TVMGEN_DEFAULT_STREAM", 1)]
+    else:
+        checks += [("TVMGEN_DEFAULT_SEQ_LEN", c.seq_len), ("TVMGEN_DEFAULT_INPUT_ELEMS", c.seq_len * spec.n_features),
+                   ("TVMGEN_DEFAULT_INPUT_SIZE", 4 * c.seq_len * spec.n_features)]
+    src = tmp_path / "sizes.c"
+    src.write_text('#include "model.h"\n' + "".join(
+        f"typedef char check_{i}[({macro} == {value}) ? 1 : -1];\n" for i, (macro, value) in enumerate(checks)))
+    proc = subprocess.run(["gcc", *STRICT_C99, "-Wno-unused-local-typedefs", "-I", str(b.model_dir), "-c", str(src),
+                           "-o", str(tmp_path / "sizes.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

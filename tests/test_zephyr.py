@@ -112,8 +112,9 @@ def test_every_h7_region_generates_a_valid_app(apps, tmp_path, region, expect):
 STREAM_MODEL_H = """#ifndef TVMGEN_DEFAULT_H_
 #define TVMGEN_DEFAULT_H_
 #include <stdint.h>
-#define TVMGEN_DEFAULT_OUTPUT_SIZE 10
-#define TVMGEN_DEFAULT_FRAME_SIZE 40
+#define TVMGEN_DEFAULT_OUTPUT_ELEMS 10
+#define TVMGEN_DEFAULT_STREAM 1
+#define TVMGEN_DEFAULT_FRAME_ELEMS 40
 struct tvmgen_default_state { float h[64]; int32_t steps; };
 struct tvmgen_default_outputs { float* output; };
 void tvmgen_default_init(struct tvmgen_default_state* state);
@@ -195,7 +196,7 @@ def test_rpc_model_info_from_compiled_model_and_from_sample_agree(rpc_apps):
 def test_stream_rpc_app_validates(apps, built, tmp_path):
     """A streaming model (init/step/finish): rpc_model.c feeds the T frames; state in the arena's region."""
     b = built("kws10", mode="stream")
-    assert "TVMGEN_DEFAULT_FRAME_SIZE" in (b.model_dir / "model.h").read_text()
+    assert "TVMGEN_DEFAULT_STREAM" in (b.model_dir / "model.h").read_text()
     r = apps[H7]
     sizes = {"arena_bytes": b.compiled.arena_bytes, "weights_bytes": b.compiled.weights_bytes,
              "state_bytes": b.compiled.state_bytes, "stack_bytes": r["stack_bytes"], "placement": "SRAM4"}

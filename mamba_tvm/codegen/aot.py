@@ -87,11 +87,13 @@ class _Layout:
             self.frame = step.tensors[step.inputs[0]]
             self.state = [step.tensors[n] for n in step.state]
             self.state_bytes = sum(t.nbytes for t in self.state) + 4  # + the int32 step counter
-            self.input_elems = self.frame.nbytes // 4 * (seq_len or 1)
+            self.features = self.frame.nbytes // 4
+            self.input_elems = self.features * (seq_len or 1)
         else:
             main = programs["main"]
             self.state, self.state_bytes = [], 0
             self.input_elems = main.tensors[main.inputs[0]].nbytes // 4
+            self.features = main.tensors[main.inputs[0]].shape[-1]
 
 
 def _model_h(layout: _Layout, model_name: str) -> str:
@@ -103,14 +105,21 @@ def _model_h(layout: _Layout, model_name: str) -> str:
         f"#define TVMGEN_DEFAULT_WORKSPACE_SIZE {layout.arena_bytes}",
         f"#define TVMGEN_DEFAULT_CONSTANTS_SIZE {layout.weights_bytes}",
         f"#define TVMGEN_DEFAULT_NUM_CALLS {len(layout.calls)} /* kernel calls (per step and finish when stepwise) */",
-        f"#define TVMGEN_DEFAULT_OUTPUT_SIZE {layout.output.nbytes // 4} /* shape {layout.output.shape} */",
+        "/* Sizes as in microTVM: every *_SIZE is in bytes; *_ELEMS count floats. */",
+        f"#define TVMGEN_DEFAULT_FEATURES {layout.features} /* floats per input frame */",
+        f"#define TVMGEN_DEFAULT_OUTPUT_ELEMS {layout.output.nbytes // 4} /* shape {layout.output.shape} */",
+        f"#define TVMGEN_DEFAULT_OUTPUT_SIZE {layout.output.nbytes}",
     ]
     if layout.mode == "stream":
-        lines.append(f"#define TVMGEN_DEFAULT_FRAME_SIZE {layout.frame.nbytes // 4} /* floats per feature frame */")
+        lines += ["#define TVMGEN_DEFAULT_STREAM 1 /* init/step/finish API, one frame per step */",
+                  f"#define TVMGEN_DEFAULT_FRAME_ELEMS {layout.features}",
+                  f"#define TVMGEN_DEFAULT_FRAME_SIZE {layout.features * 4}"]
     else:
-        lines.append(f"#define TVMGEN_DEFAULT_INPUT_SIZE {layout.input_elems} /* (1, T, features) */")
+        lines += [f"#define TVMGEN_DEFAULT_SEQ_LEN {layout.input_elems // layout.features} /* T of the (1, T, features) input */",
+                  f"#define TVMGEN_DEFAULT_INPUT_ELEMS {layout.input_elems}",
+                  f"#define TVMGEN_DEFAULT_INPUT_SIZE {layout.input_elems * 4}"]
     if layout.stepwise:
-        lines.append(f"#define TVMGEN_DEFAULT_STATE_SIZE {layout.state_bytes} /* recurrent state, bytes */")
+        lines.append(f"#define TVMGEN_DEFAULT_STATE_SIZE {layout.state_bytes} /* recurrent state */")
     lines += ["", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
     if layout.mode == "stream":
         lines += ["/* The recurrent state of a stream: owned by the caller, independent of T. */",

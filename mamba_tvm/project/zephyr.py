@@ -198,10 +198,10 @@ def _main_c(board, region: str) -> str:
 #define MAMBA_CLOCK_HZ {board.clock_hz}u
 #define MAMBA_ARENA_REGION "{region}"
 
-#ifdef TVMGEN_DEFAULT_FRAME_SIZE
+#ifdef TVMGEN_DEFAULT_STREAM
 /* A streaming model (init/step/finish): the sample is T whole feature frames. */
 #define APP_INPUT_SIZE SAMPLE_INPUT_COUNT
-typedef char sample_input_is_whole_frames[(SAMPLE_INPUT_COUNT % TVMGEN_DEFAULT_FRAME_SIZE == 0) ? 1 : -1];
+typedef char sample_input_is_whole_frames[(SAMPLE_INPUT_COUNT % TVMGEN_DEFAULT_FRAME_ELEMS == 0) ? 1 : -1];
 #ifndef TVMGEN_DEFAULT_STATE_SECTION
 #define TVMGEN_DEFAULT_STATE_SECTION
 #endif
@@ -213,8 +213,8 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 \tint32_t rc;
 
 \ttvmgen_default_init(&g_state);
-\tfor (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_SIZE); t++) {{
-\t\trc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_SIZE, &g_state);
+\tfor (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_ELEMS); t++) {{
+\t\trc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state);
 \t\tif (rc != 0) {{
 \t\t\treturn rc;
 \t\t}}
@@ -223,8 +223,8 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 }}
 #else
 /* sample_input.h must hold exactly one model input. */
-#define APP_INPUT_SIZE TVMGEN_DEFAULT_INPUT_SIZE
-typedef char sample_input_size_matches_model[(SAMPLE_INPUT_COUNT == TVMGEN_DEFAULT_INPUT_SIZE) ? 1 : -1];
+#define APP_INPUT_SIZE TVMGEN_DEFAULT_INPUT_ELEMS
+typedef char sample_input_size_matches_model[(SAMPLE_INPUT_COUNT == TVMGEN_DEFAULT_INPUT_ELEMS) ? 1 : -1];
 
 static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 {{
@@ -235,7 +235,7 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 #endif
 
 static float g_input[APP_INPUT_SIZE];
-static float g_output[TVMGEN_DEFAULT_OUTPUT_SIZE];
+static float g_output[TVMGEN_DEFAULT_OUTPUT_ELEMS];
 
 int main(void)
 {{
@@ -252,7 +252,7 @@ int main(void)
 \trc = run_model(g_input, &outputs);
 \tcycles = k_cycle_get_32() - t0;
 
-\tfor (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_SIZE; i++) {{
+\tfor (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_ELEMS; i++) {{
 \t\tbits.f = g_output[i];
 \t\tprintk("LOGIT %u %08x %f\\n", (unsigned int)i, (unsigned int)bits.u, (double)g_output[i]);
 \t}}
@@ -438,9 +438,9 @@ def _rpc_info_header(src_dir: Path, sample_input: np.ndarray, compiled, model_na
         model_name = m[1] if m else "model"
     if compiled is not None:
         return model_info_header(compiled, model_name)
-    m = re.search(r"#define TVMGEN_DEFAULT_OUTPUT_SIZE (\d+)", header)
+    m = re.search(r"#define TVMGEN_DEFAULT_OUTPUT_ELEMS (\d+)", header)
     if not m:
-        raise BuildError(f"{src_dir / 'model.h'} has no TVMGEN_DEFAULT_OUTPUT_SIZE")
+        raise BuildError(f"{src_dir / 'model.h'} has no TVMGEN_DEFAULT_OUTPUT_ELEMS")
     shape = tuple(np.shape(sample_input))
     return info_header(model_name, shape if len(shape) == 3 else (1, *shape), (1, int(m[1])))
 

@@ -16,25 +16,25 @@
 #include "model.h"
 #include "sample_input.h"
 
-#ifdef TVMGEN_DEFAULT_FRAME_SIZE
+#ifdef TVMGEN_DEFAULT_STREAM
 /* A streaming model (init/step/finish): the sample is T whole feature frames. */
 #define HARNESS_INPUT_SIZE SAMPLE_INPUT_COUNT
-typedef char sample_input_is_whole_frames[(SAMPLE_INPUT_COUNT % TVMGEN_DEFAULT_FRAME_SIZE == 0) ? 1 : -1];
+typedef char sample_input_is_whole_frames[(SAMPLE_INPUT_COUNT % TVMGEN_DEFAULT_FRAME_ELEMS == 0) ? 1 : -1];
 static struct tvmgen_default_state g_state;
 
 static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs) {
   uint32_t t;
   tvmgen_default_init(&g_state);
-  for (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_SIZE); t++) {
-    int32_t rc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_SIZE, &g_state);
+  for (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_ELEMS); t++) {
+    int32_t rc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state);
     if (rc != 0) return rc;
   }
   return tvmgen_default_finish(&g_state, outputs);
 }
 #else
 /* sample_input.h must hold exactly one model input. */
-#define HARNESS_INPUT_SIZE TVMGEN_DEFAULT_INPUT_SIZE
-typedef char sample_input_size_matches_model[(SAMPLE_INPUT_COUNT == TVMGEN_DEFAULT_INPUT_SIZE) ? 1 : -1];
+#define HARNESS_INPUT_SIZE TVMGEN_DEFAULT_INPUT_ELEMS
+typedef char sample_input_size_matches_model[(SAMPLE_INPUT_COUNT == TVMGEN_DEFAULT_INPUT_ELEMS) ? 1 : -1];
 
 static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs) {
   struct tvmgen_default_inputs inputs;
@@ -44,7 +44,7 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs) {
 #endif
 
 static float g_input[HARNESS_INPUT_SIZE];
-static float g_output[TVMGEN_DEFAULT_OUTPUT_SIZE];
+static float g_output[TVMGEN_DEFAULT_OUTPUT_ELEMS];
 
 /* A quiet NaN with a recognisable payload: an output the model never wrote
  * shows up on the host as 7fc0dead rather than as a plausible 0.0. */
@@ -70,7 +70,7 @@ int main(void) {
 
   for (i = 0u; i < (uint32_t)HARNESS_INPUT_SIZE; i++) g_input[i] = sample_input[i];
   bits.u = UNWRITTEN_OUTPUT_BITS;
-  for (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_SIZE; i++) g_output[i] = bits.f;
+  for (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_ELEMS; i++) g_output[i] = bits.f;
 
   outputs.output = g_output;
 
@@ -80,7 +80,7 @@ int main(void) {
   ticks = board_timer_ticks();
   stack_used = board_stack_used(); /* before printing adds its own frames */
 
-  for (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_SIZE; i++) {
+  for (i = 0u; i < (uint32_t)TVMGEN_DEFAULT_OUTPUT_ELEMS; i++) {
     bits.f = g_output[i];
     board_puts("LOGIT ");
     board_put_u32(i);

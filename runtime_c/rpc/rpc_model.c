@@ -24,14 +24,14 @@ static const uint32_t k_input_shape[RPC_INPUT_NDIM] = RPC_INPUT_SHAPE;
 static const uint32_t k_output_shape[RPC_OUTPUT_NDIM] = RPC_OUTPUT_SHAPE;
 
 /* rpc_model_info.h must describe this model.h. */
-typedef char rpc_output_matches_model[(RPC_OUTPUT_ELEMENTS == TVMGEN_DEFAULT_OUTPUT_SIZE) ? 1 : -1];
+typedef char rpc_output_matches_model[(RPC_OUTPUT_ELEMENTS == TVMGEN_DEFAULT_OUTPUT_ELEMS) ? 1 : -1];
 
 static float g_input[RPC_INPUT_ELEMENTS];
-static float g_output[TVMGEN_DEFAULT_OUTPUT_SIZE];
+static float g_output[TVMGEN_DEFAULT_OUTPUT_ELEMS];
 
-#ifdef TVMGEN_DEFAULT_FRAME_SIZE
+#ifdef TVMGEN_DEFAULT_STREAM
 /* A streaming model (init/step/finish): RUN feeds the T frames of the input. */
-typedef char rpc_input_is_whole_frames[(RPC_INPUT_ELEMENTS % TVMGEN_DEFAULT_FRAME_SIZE == 0) ? 1 : -1];
+typedef char rpc_input_is_whole_frames[(RPC_INPUT_ELEMENTS % TVMGEN_DEFAULT_FRAME_ELEMS == 0) ? 1 : -1];
 static struct tvmgen_default_state g_state TVMGEN_DEFAULT_STATE_SECTION;
 
 static int32_t run_model(void) {
@@ -39,15 +39,15 @@ static int32_t run_model(void) {
   uint32_t t;
   outputs.output = g_output;
   tvmgen_default_init(&g_state);
-  for (t = 0u; t < (uint32_t)(RPC_INPUT_ELEMENTS / TVMGEN_DEFAULT_FRAME_SIZE); t++) {
-    int32_t rc = tvmgen_default_step(g_input + t * TVMGEN_DEFAULT_FRAME_SIZE, &g_state);
+  for (t = 0u; t < (uint32_t)(RPC_INPUT_ELEMENTS / TVMGEN_DEFAULT_FRAME_ELEMS); t++) {
+    int32_t rc = tvmgen_default_step(g_input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state);
     if (rc != 0) return rc;
   }
   return tvmgen_default_finish(&g_state, &outputs);
 }
 #else
 /* A sequence model (layer by layer or time-step fused): one tvmgen_default_run. */
-typedef char rpc_input_matches_model[(RPC_INPUT_ELEMENTS == TVMGEN_DEFAULT_INPUT_SIZE) ? 1 : -1];
+typedef char rpc_input_matches_model[(RPC_INPUT_ELEMENTS == TVMGEN_DEFAULT_INPUT_ELEMS) ? 1 : -1];
 
 static int32_t run_model(void) {
   struct tvmgen_default_inputs inputs;
@@ -93,7 +93,7 @@ void rpc_model_target(struct rpc_target *t) {
   t->input_shape = k_input_shape;
   t->input_ndim = RPC_INPUT_NDIM;
   t->output = g_output;
-  t->output_count = TVMGEN_DEFAULT_OUTPUT_SIZE;
+  t->output_count = TVMGEN_DEFAULT_OUTPUT_ELEMS;
   t->output_shape = k_output_shape;
   t->output_ndim = RPC_OUTPUT_NDIM;
   t->arena_bytes = TVMGEN_DEFAULT_WORKSPACE_SIZE;
