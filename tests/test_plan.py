@@ -1,5 +1,4 @@
 """The arena planner: liveness-correct placement, and kernel temporaries inside the plan."""
-import numpy as np
 
 from mamba_tvm.compiler import compile_model
 import pytest
