@@ -1,8 +1,7 @@
 """The arena planner: liveness-correct placement, and kernel temporaries inside the plan."""
-
-from mamba_tvm.compiler import compile_model
 import pytest
 
+from mamba_tvm.compiler import compile_model
 from mamba_tvm.device.host import build_host_runner, run_host
 from mamba_tvm.passes.kernel_workspace import WORKSPACE_ATTR
 from mamba_tvm.pipeline import mcu_pipeline
