@@ -1,6 +1,9 @@
 """An independent PyTorch TinyMamba written like mamba_simple.Mamba (nn.Linear, a padded
 nn.Conv1d, chunk, an explicit scan loop), used to make random checkpoints of any shape and
-to check the compiler against code that shares nothing with mamba_tvm's own reference."""
+to check the compiler against code that shares nothing with mamba_tvm's own reference.
+
+`random_model` calibrates mamba_simple's default init so that every part of the block
+matters (see `trained_like`); tests/test_reference.py asserts it."""
 import math
 
 import torch
@@ -55,6 +58,32 @@ class TinyMambaTorch(nn.Module):
         return self.classifier(h.mean(dim=1))
 
 
-def random_model(seed=0, **kw) -> TinyMambaTorch:
+def trained_like(model: TinyMambaTorch, seed: int, dt_range=(0.01, 0.5), saturated_dt=()) -> TinyMambaTorch:
+    """Make a default-initialised model look trained where it matters for testing. With
+    mamba_simple's init (A_log = log(1..N) in every channel, dt in [1e-3, 0.1], D = 1) and
+    inputs of unit scale, the D*u skip dominates and the scan barely moves the logits, so a
+    kernel that swaps B and C or drops the scan would still pass a parity test. Here A_log is
+    log(1..N) plus noise (as in the trained fixtures), dt is drawn from a wider range, D varies
+    per channel; the inputs the tests use have a larger scale (tests/conftest.py).
+    `saturated_dt`: channels whose dt bias is 100, beyond softplus's threshold (20) and beyond
+    float32 exp's range (88.7), so a kernel that drops torch's threshold computes inf."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    blocks = model.mamba if isinstance(model.mamba, nn.ModuleList) else [model.mamba]
+    lo, hi = (math.log(v) for v in dt_range)
+    with torch.no_grad():
+        for b in blocks:
+            d_inner, d_state = b.A_log.shape
+            b.A_log.copy_(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
+                          + 0.15 * torch.randn(d_inner, d_state, generator=g))
+            dt = torch.exp(torch.rand(d_inner, generator=g) * (hi - lo) + lo)
+            b.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+            b.dt_proj.bias[list(saturated_dt)] = 100.0
+            b.D.copy_(0.5 + torch.rand(d_inner, generator=g))
+    return model
+
+
+def random_model(seed=0, calibrated=True, saturated_dt=(), **kw) -> TinyMambaTorch:
+    """A TinyMamba with mamba_simple's init (calibrated by `trained_like` unless told not to)."""
     torch.manual_seed(seed)
-    return TinyMambaTorch(**kw).eval()
+    model = TinyMambaTorch(**kw).eval()
+    return trained_like(model, seed, saturated_dt=saturated_dt) if calibrated else model

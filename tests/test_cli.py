@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
+from tests.reference_f64 import parity_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,8 @@ def test_default_model_runs_on_qemu(tmp_path):
                 "max_abs_err_vs_torch", "out_dir"):
         assert key in report
     assert report["logits_from"] == "qemu" and report["instructions"] > 1_000_000
-    assert report["max_abs_err_vs_torch"] <= 1e-4 and report["max_abs_err_vs_mambalite"] <= 1e-4
+    assert report["max_abs_err_vs_torch"] <= parity_tolerance(np.array(report["logits"]))
+    assert report["max_abs_err_vs_mambalite"] <= 2e-5  # MambaLite's C logits: 6 decimals, 1.3e-5 from float64
     assert report["argmax"] == 9 and report["arena_bytes"] < 200 * 1024
     # the linker map agrees with the plan: the model's static RAM is exactly arena + state
     assert report["model_static_ram_bytes"] == report["arena_bytes"] + report["state_bytes"]
@@ -90,7 +92,7 @@ def test_stream_int8_build_reports_memory_and_quantization(tmp_path):
     assert (r["mode"], r["fusion"], r["weights"]) == ("stream", "timestep", "int8")
     assert r["total_ram_bytes"] == r["arena_bytes"] + r["state_bytes"] + r["stack_bytes"] <= 16 * 1024
     assert r["weights_bytes"] <= 0.3 * r["fp32_weights_bytes"]
-    assert r["max_abs_err_vs_torch"] <= 1e-4  # the C against the int8 model it implements
+    assert r["max_abs_err_vs_torch"] <= parity_tolerance(np.array(r["logits"]))  # vs the int8 model it implements
     assert r["int8_argmax_same_on_check_input"] and r["int8_max_logit_change"] > 0 and r["int8_inputs_checked"] == 101
     header = (tmp_path / "s" / "model" / "model.h").read_text()
     assert "tvmgen_default_step(const float* frame" in header and "tvmgen_default_run" not in header

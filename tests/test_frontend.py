@@ -5,12 +5,10 @@ import torch
 
 from mamba_tvm.errors import CheckpointError
 from mamba_tvm.frontend import load_checkpoint, reference_logits, spec_from_state_dict
-from tests.conftest import DATA
+from tests.conftest import DATA, PUBLISHED_F64
 from tests.mamba_simple_torch import random_model
 
 KWS10 = DATA / "mambalite_kws10.npz"
-# float64 reference logits published with the fixtures (shared/models/README.md)
-KWS10_F64 = [2.78514, 5.15877, -1.27615, 8.5065, -17.42951, -6.06729, -8.79042, -15.06496, -14.50272, 25.27293]
 
 
 def test_dims_read_from_weights():
@@ -20,10 +18,11 @@ def test_dims_read_from_weights():
     assert spec.sample_input.shape == (1, 100, 40)
 
 
+@pytest.mark.published_logits
 def test_reference_matches_published_float64_logits():
     spec = load_checkpoint(KWS10)
     ref = reference_logits(spec, spec.sample_input, torch.float64)[0]
-    np.testing.assert_allclose(ref, KWS10_F64, atol=1e-4)
+    np.testing.assert_allclose(ref, PUBLISHED_F64["kws10"], rtol=0, atol=5e-6)  # published to 5 decimals
     assert np.max(np.abs(ref - spec.extras["mambalite_c_logits"])) < 2e-5
 
 
