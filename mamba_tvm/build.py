@@ -32,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argument_parser(prog="python -m mamba_tvm.build", description=__doc__.splitlines()[0])
     p.add_argument("--target", default="qemu/mps2_an500", help=f"one of: {', '.join(targets)}")
     p.add_argument("--model", type=Path, default=None,
-                   help="checkpoint (.npz/.pt/.pth); default: the bundled KWS-10 TinyMamba")
+                   help="a TinyMamba state_dict (.npz/.pt/.pth), a torch.export program (.pt2) or an ONNX model "
+                        "(.onnx); default: the bundled KWS-10 TinyMamba")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a whole pickled nn.Module from a .pt/.pth file (unpickling runs code from the file)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default build/<target>)")
     p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length T (default: the sample input's)")
     p.add_argument("--mode", choices=["sequence", "stream"], default="sequence",
@@ -77,7 +80,7 @@ def _main(argv) -> int:
 
     report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
                    seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
-                   weights=args.weights, app=args.app or "run")
+                   weights=args.weights, app=args.app or "run", trust_pickle=args.trust_pickle)
     for note in report.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     print(json.dumps(report, allow_nan=False))

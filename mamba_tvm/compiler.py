@@ -10,10 +10,10 @@ import tvm
 from .codegen.aot import emit_model
 from .frontend import ModelSpec
 from .errors import CompileError
-from .frontend.reference import state_shapes
-from .importer import import_model, import_step_model
+from .importer import import_module
 from .passes import kernel_stack_bytes
 from .pipeline import mcu_pipeline
+from .passes.split_time_step import STATE_INIT, STATE_NAMES
 from .plan import PlannedProgram, model_fingerprint, plan_program
 
 
@@ -88,31 +88,67 @@ class CompiledModel:
 MODES = ("sequence", "stream")
 FUSIONS = ("timestep", "layer")
 WEIGHTS = ("fp32", "int8")
+#: the shortest sequence traced for time-step fusion (see compile_model)
+TIME_STEP_TRACE_LEN = 3
 
 
-def compile_model(spec: ModelSpec, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
-                  weights: str = "fp32", pipeline: tvm.transform.Pass | None = None) -> CompiledModel:
-    """mode "sequence": tvmgen_default_run over a (1, T, F) input; mode "stream": init/step/finish.
-    fusion "timestep": the whole block chain runs per time step inside one loop over time (no
-    (T, d) tensor exists); "layer": each layer runs over the whole sequence (TVM's usual plan)."""
+def as_model(model, n_features: int | None = None, name: str | None = None):
+    """A frontend Model from a Model, a TinyMamba ModelSpec or an nn.Module (+ n_features)."""
+    from .frontend.model import Model, model_from_spec
+
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, ModelSpec):
+        return model_from_spec(model)
+    if n_features is None:
+        raise CompileError("n_features is needed to trace a module")
+    return Model(name or "model", model, n_features)
+
+
+def import_model(model, seq_len: int) -> tvm.IRModule:
+    """The model as a Relax IRModule for a (1, seq_len, features) input."""
+    model = as_model(model)
+    if model.onnx_model is not None:
+        from .frontend.onnx_import import import_onnx
+
+        return import_onnx(model.onnx_model, seq_len)
+    return import_module(model.module, seq_len, model.n_features)
+
+
+def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
+                  weights: str = "fp32", pipeline: tvm.transform.Pass | None = None,
+                  n_features: int | None = None, name: str | None = None) -> CompiledModel:
+    """Compile a model (a frontend Model, a TinyMamba ModelSpec, or an nn.Module taking
+    (1, T, n_features)) for a (1, seq_len, features) input.
+
+    mode "sequence": tvmgen_default_run over a (1, T, F) input; mode "stream": init/step/finish.
+    fusion "timestep": the graph is split into a per-frame step and a finish (SplitTimeStep),
+    and the time loop runs around the step, so no (T, d) tensor exists; "layer": each layer runs
+    over the whole sequence (TVM's usual plan)."""
+    from .pipeline import model_passes
+
     if mode not in MODES or fusion not in FUSIONS or weights not in WEIGHTS:
         raise CompileError(f"unknown mode/fusion/weights {mode}/{fusion}/{weights} "
                            f"(modes {MODES}, fusions {FUSIONS}, weights {WEIGHTS})")
-    int8 = weights == "int8"
     if mode == "stream" and fusion != "timestep":
         raise CompileError("streaming needs time-step fusion")
-    pipeline = pipeline or mcu_pipeline()
+    model = as_model(model, n_features, name)
+    # the step graph does not depend on T; a trace of one frame would make the time axis a
+    # size-1 axis that reshapes cannot be told apart from the batch
+    trace_len = max(seq_len, TIME_STEP_TRACE_LEN) if fusion == "timestep" else seq_len
+    mod = tvm.transform.Sequential(model_passes(fusion, weights))(import_model(model, trace_len))
+    lowered = (pipeline or mcu_pipeline())(mod)
     if fusion == "layer":
-        program = plan_program(pipeline(import_model(spec, seq_len, int8)))
-        programs = {"main": program}
+        programs = {"main": plan_program(lowered)}
     else:
-        if spec.d_conv < 2:
-            raise CompileError(f"time-step fusion needs d_conv >= 2, the checkpoint has d_conv={spec.d_conv}")
-        lowered = pipeline(import_step_model(spec, int8))
-        state = [(name, "state") for name, _ in state_shapes(spec)]
+        step = lowered["step"]
+        names = [str(n) for n in step.attrs[STATE_NAMES]]
+        state = [(n, "state") for n in names]
+        finish_params = [(p.name, "input" if p.name == "inv_steps" else "state") for p in lowered["finish"].params]
         programs = {
             "step": plan_program(lowered, "step", [("frame", "input"), *state], prefix="s_", returns_state=True),
-            "finish": plan_program(lowered, "finish", [state[0], ("inv_steps", "input")], prefix="f_"),
+            "finish": plan_program(lowered, "finish", finish_params, prefix="f_"),
         }
-    sources = emit_model(programs, spec.name, mode, seq_len)
+        programs["step"].state_init = {n: float(v) for n, v in zip(names, step.attrs[STATE_INIT])}
+    sources = emit_model(programs, model.name, mode, seq_len)
     return CompiledModel(programs, sources, seq_len, mode, fusion, weights)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,27 +30,29 @@ def resolve_target(target: str):
     return platform, table[target]
 
 
-def compile_for_board(board, spec, seq_len: int, mode: str, fusion: str, weights: str):
+def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weights: str):
     """compile_model with the kernel passes set by the schedule record of the board's core."""
     from schedules import load_schedule
 
     from .compiler import compile_model
     from .pipeline import mcu_pipeline
 
-    return compile_model(spec, seq_len, mode=mode, fusion=fusion, weights=weights,
+    return compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights,
                          pipeline=mcu_pipeline(**load_schedule(board.core)))
 
 
-def build(target: str, model: Path, out: Path | None = None, seq_len: int | None = None, run: bool = False,
-          mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run") -> dict:
-    """Compile `model` for `target` into `out`; return the report.
+def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
+          mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
+          trust_pickle: bool = False) -> dict:
+    """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
+    the report.
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
     over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md).
     The output folder follows outdir.py's contract: written only on success, replacing only
     a previous mamba_tvm output."""
-    from .frontend import load_checkpoint, reference_logits
     from .frontend.check_inputs import check_input
+    from .frontend.model import Model, load_model
     from .outdir import OutputDir, check_output_dir
 
     platform, board = resolve_target(target)
@@ -60,23 +63,23 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     if app != "run" and platform != "zephyr":
         raise CompileError(f"--app {app} is for Zephyr targets; for '{target}' use `python -m mamba_tvm.profile "
                            f"--target {target}`, which builds the RPC firmware and serves it on QEMU")
-    model = Path(model)
+    inputs = [] if isinstance(model, Model) else [Path(model)]
     out = Path(out) if out else Path("build") / target
-    check_output_dir(out, [model])  # cheap: refuse a bad --out before loading anything
-    spec = load_checkpoint(model)
-    x, check_desc = check_input(spec, seq_len)
+    check_output_dir(out, inputs)  # cheap: refuse a bad --out before loading anything
+    if not isinstance(model, Model):
+        model = load_model(model, trust_pickle=trust_pickle)
+    x, check_desc = check_input(model, seq_len)
     # refuse before compiling: the weights as stored (int8 when quantized) must fit the flash
-    check_flash(board, stored_weight_bytes(spec, weights), platform=platform)
-    output = OutputDir(out, [model])
+    check_flash(board, model.estimated_weight_bytes(weights), platform=platform)
+    output = OutputDir(out, inputs)
     with output as staging:
-        # the C must match the model it was given: with int8 weights, the int8 reference
-        reference = _finite_reference(spec, x, weights == "int8")
-        compiled = compile_for_board(board, spec, x.shape[1], mode, fusion, weights)
+        reference = _finite_reference(model, x)  # the user's module: what the C must compute
+        compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
-        report = {"target": target, "model": str(model), "seq_len": int(x.shape[1]),
+        report = {"target": target, "model": str(inputs[0]) if inputs else model.name, "seq_len": int(x.shape[1]),
                   "mode": mode, "fusion": fusion, "weights": weights,
                   "check_input": check_desc,
                   "arena_bytes": compiled.arena_bytes,
@@ -84,13 +87,15 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
                   "weights_bytes": compiled.weights_bytes,
                   # the input stays in the caller's buffer (a (1, T, F) array, or one frame when streaming)
                   "input_owned_by": "caller"}
-        if spec.notes:
-            report["notes"] = list(spec.notes)
-        report.update(_host_check(model_dir, compiled.c_files, x, reference))
-        report.update(_target_build(platform, board, staging, compiled, x, run, app, spec.name))
+        if model.notes:
+            report["notes"] = list(model.notes)
+        host = _host_check(model_dir, compiled.c_files, x, reference)
+        report.update(host.report)
+        report.update(_target_build(platform, board, staging, compiled, x, run, app, model.name))
         logits = np.asarray(report["logits"], dtype=np.float32)
-        if report["logits_from"] != "host" and "demo_input_frames" in report:  # the device ran a shortened demo
-            reference = _finite_reference(spec, x[:, :report["demo_input_frames"]], weights == "int8")
+        demo = x[:, :report.get("demo_input_frames", x.shape[1])]
+        if report["logits_from"] != "host" and demo.shape[1] != x.shape[1]:  # the device ran a shortened demo
+            reference = _finite_reference(model, demo)
         _require_finite(logits, f"{report['logits_from']} logits")
         report["max_abs_err_vs_torch"] = float(np.max(np.abs(logits - reference)))
         report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
@@ -100,37 +105,44 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
         if weights == "int8":
             from .frontend.quantize import quantization_error
 
-            report["fp32_weights_bytes"] = spec.weight_bytes
-            report.update(quantization_error(spec, x))
+            report["fp32_weights_bytes"] = model.weight_bytes
+            graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
+            report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
+            report.update(quantization_error(model, x, host.run))
             _require_finite(np.asarray([report["int8_max_logit_change"]]), "int8 logit change")
-        if "mambalite_c_logits" in spec.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
-            report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - spec.extras["mambalite_c_logits"])))
+        if "mambalite_c_logits" in model.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
+            report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - model.extras["mambalite_c_logits"])))
         report = _relocate(report, staging, out)
         report["out_dir"] = str(out)
         json.dumps(report, allow_nan=False)  # every report is valid JSON: no NaN or Inf anywhere
         (staging / REPORT).write_text(json.dumps(report, indent=1) + "\n")
-        output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target, "model": str(model)})
+        output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target,
+                       "model": report["model"]})
     return report
 
 
-def stored_weight_bytes(spec, weights: str) -> int:
-    """Bytes of the weights as the model stores them (int8 matrices + their scales when quantized)."""
-    if weights != "int8":
-        return spec.weight_bytes
-    from .frontend import TinyMamba
+def int8_graph_logits(model, x: np.ndarray) -> np.ndarray:
+    """What the int8 C must compute: the quantized graph on TVM's VM (graph_reference.py)."""
+    import tvm
 
-    return sum(t.numel() * t.element_size() for t in TinyMamba(spec, int8=True).state_dict().values())
+    from .compiler import import_model
+    from .graph_reference import run_graph
+    from .pipeline import model_passes
+
+    mod = import_model(model, x.shape[1])
+    mod = tvm.transform.Sequential(model_passes("layer", "int8", lower=False))(mod)
+    return run_graph(mod, x)[0]
 
 
-def _finite_reference(spec, x: np.ndarray, int8: bool) -> np.ndarray:
-    """The PyTorch reference's float32 logits; a model whose values overflow on the check input
-    is refused, naming where they stop being finite."""
+def _finite_reference(model, x: np.ndarray) -> np.ndarray:
+    """The user's module's float32 logits; a model whose values overflow on the check input is
+    refused, naming where they stop being finite."""
     from .frontend import reference_logits
     from .frontend.reference import first_nonfinite_layer
 
-    logits = reference_logits(spec, x, int8=int8)[0]
+    logits = reference_logits(model.module, x)[0]
     if not np.all(np.isfinite(logits)):
-        where = first_nonfinite_layer(spec, x, int8) or "the logits"
+        where = first_nonfinite_layer(model.module, x) or "the logits"
         raise CompileError(f"the model's values stop being finite {where} on the check input "
                            f"(float32 overflow: weights too large?); nothing was built")
     return logits
@@ -146,13 +158,20 @@ def _relocate(report: dict, old: Path, new: Path) -> dict:
     return {k: (v.replace(str(old), str(new)) if isinstance(v, str) else v) for k, v in report.items()}
 
 
-def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: np.ndarray) -> dict:
+@dataclass
+class HostCheck:
+    report: dict
+    run: object  # x (1, T, F) -> logits, through the host build of the generated C
+
+
+def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: np.ndarray) -> HostCheck:
     from .device.host import build_host_runner, run_host
 
     exe = build_host_runner(model_dir, c_files, out=model_dir.parent / "host_runner")
     logits = run_host(exe, x)
-    return {"logits": logits.tolist(), "logits_from": "host",
-            "host_max_abs_err_vs_torch": float(np.max(np.abs(logits - reference)))}
+    return HostCheck({"logits": logits.tolist(), "logits_from": "host",
+                      "host_max_abs_err_vs_torch": float(np.max(np.abs(logits - reference)))},
+                     lambda xi: run_host(exe, xi))
 
 
 def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, run: bool,

@@ -7,17 +7,34 @@ import tvm
 from tvm import relax
 
 from .passes import FuseEpilogues, HoistKernelTemporaries, UnrollReductions
+from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
+from .passes.lower_mamba_ops import LowerMambaOps
+from .passes.name_kernels import NameKernelsAfterLayers
+from .passes.quantize_weights import QuantizeWeights
+from .passes.sink_bindings import SinkBindings
+from .passes.split_time_step import SplitTimeStep
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
+def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True) -> list:
+    """Relax, operators whole: fold the weights, split the time step (time-step fusion),
+    quantize (int8), then lower the Mamba operators to their kernels (lower=False stops
+    before, for graph_reference)."""
+    return ([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
+             FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains, SplitLinearOutputs, SinkBindings]
+            + [SplitTimeStep] * (fusion == "timestep")
+            + [QuantizeWeights] * (weights == "int8")
+            + [LowerMambaOps] * lower)
+
+
 def graph_passes() -> list:
-    """Relax: decompose, lower ops to TIR, fold the weights, fuse elementwise chains."""
+    """Relax: lower ops to TIR, fold the weights, fuse elementwise chains."""
     return [
-        relax.transform.DecomposeOpsForInference(),
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
+        NameKernelsAfterLayers,
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),
     ]

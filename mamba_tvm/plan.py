@@ -56,6 +56,7 @@ class PlannedProgram:
     unplanned_bytes: int = 0  # every arena tensor back to back: what no reuse would cost
     state: list[str] = field(default_factory=list)  # state parameters (streaming), kept by the caller
     copy_back: list[tuple[str, str]] = field(default_factory=list)  # (arena tensor, state) after the calls
+    state_init: dict[str, float] = field(default_factory=dict)  # state -> its value before the first step (0 if absent)
 
     def arena_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.kind == "arena"]

@@ -28,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argument_parser(prog="python -m mamba_tvm.profile", description=__doc__.splitlines()[0])
     p.add_argument("--target", default="qemu/mps2_an500", help="board target (qemu/... runs here; others need --port)")
-    p.add_argument("--model", type=Path, default=None, help="checkpoint (.npz/.pt/.pth); default: bundled KWS-10")
+    p.add_argument("--model", type=Path, default=None, help="model file (.npz/.pt/.pth state_dict, .pt2, .onnx); default: bundled KWS-10")
     p.add_argument("--port", default=None,
                    help="serial port of a board running the RPC firmware (/dev/ttyACM0, socket://host:port); "
                         "without it QEMU is started")
@@ -108,21 +108,27 @@ def _load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, labels
 
 
-def check_inputs(session, spec, x: np.ndarray, labels: np.ndarray | None, int8: bool = False) -> dict:
-    """Every input through the device and PyTorch (the int8-weight model for int8 builds, and
-    then the fp32 model as well): argmax agreement, max |error|, accuracy."""
+def check_inputs(session, model, x: np.ndarray, labels: np.ndarray | None, int8: bool = False) -> dict:
+    """Every input through the device and the reference: the user's module, and for int8 builds
+    first the quantized graph (what the int8 C computes), then the fp32 module as well:
+    argmax agreement, max |error|, accuracy."""
     from .frontend import reference_logits
 
     device = np.stack([session.infer(xi[None])[0] for xi in x])
     if not np.all(np.isfinite(device)):
         bad = int(np.argmax(~np.all(np.isfinite(device), axis=1)))
         raise DeviceError(f"the device returned non-finite logits for input {bad}: {device[bad].tolist()}")
-    torch_logits = reference_logits(spec, x, int8=int8).reshape(len(x), -1)
+    fp32 = reference_logits(model.module, x)
+    if int8:
+        from .driver import int8_graph_logits
+
+        torch_logits = np.stack([int8_graph_logits(model, xi[None]) for xi in x])
+    else:
+        torch_logits = fp32
     report = {"n": int(len(x)),
               "argmax_agreement": float(np.mean(device.argmax(1) == torch_logits.argmax(1))),
               "max_abs_err_vs_torch": float(np.max(np.abs(device - torch_logits)))}
     if int8:
-        fp32 = reference_logits(spec, x).reshape(len(x), -1)
         report["argmax_agreement_vs_fp32"] = float(np.mean(device.argmax(1) == fp32.argmax(1)))
         report["max_abs_err_vs_fp32"] = float(np.max(np.abs(device - fp32)))
     if labels is not None:
@@ -131,7 +137,7 @@ def check_inputs(session, spec, x: np.ndarray, labels: np.ndarray | None, int8: 
     return report
 
 
-def _open_session(args, stack: ExitStack, work: Path, compiled, spec, board):
+def _open_session(args, stack: ExitStack, work: Path, compiled, model, board):
     from .device.rpc import RpcSession, SerialTransport
 
     if args.port:
@@ -142,7 +148,7 @@ def _open_session(args, stack: ExitStack, work: Path, compiled, spec, board):
     from .device.qemu_rpc import QemuRpc
     from .project.rpc_firmware import build_rpc_firmware
 
-    elf = build_rpc_firmware(work, work / "model", compiled, spec.name, args.transport, profile=True,
+    elf = build_rpc_firmware(work, work / "model", compiled, model.name, args.transport, profile=True,
                              cflags=list(board.cflags))
     qemu = stack.enter_context(QemuRpc(elf, args.transport, timeout=args.timeout))
     return qemu.session, f"QEMU {board.name} over {args.transport}"
@@ -161,16 +167,16 @@ def profile(args) -> dict:
         inputs, labels = _load_inputs(args.inputs)
         seq_len = seq_len or inputs.shape[1]
 
-    from .frontend import load_checkpoint
     from .frontend.check_inputs import check_input
+    from .frontend.model import load_model
 
-    model = args.model or DEFAULT_MODEL
-    spec = load_checkpoint(model)
-    x, _ = check_input(spec, seq_len)
+    model_path = args.model or DEFAULT_MODEL
+    model = load_model(model_path)
+    x, _ = check_input(model, seq_len)
     if inputs is not None and inputs.shape[1:] != x.shape[1:]:
         raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
                             f"(N, {x.shape[1]}, {x.shape[2]})")
-    compiled = compile_for_board(board, spec, x.shape[1], args.mode, args.fusion, args.weights)
+    compiled = compile_for_board(board, model, x.shape[1], args.mode, args.fusion, args.weights)
     with ExitStack() as stack:
         if args.out is None:
             work = Path(tempfile.mkdtemp(prefix="mamba_tvm_profile."))
@@ -178,15 +184,15 @@ def profile(args) -> dict:
         else:  # the build's output contract: staged, and replacing only a previous mamba_tvm output
             from .outdir import OutputDir
 
-            output = OutputDir(args.out, [model] + ([args.inputs] if args.inputs else []))
+            output = OutputDir(args.out, [model_path] + ([args.inputs] if args.inputs else []))
             work = stack.enter_context(output)
         compiled.write(work / "model")
-        session, where = _open_session(args, stack, work, compiled, spec, board)
+        session, where = _open_session(args, stack, work, compiled, model, board)
         hello, info = session.hello(), session.info()
         names = expected_call_names(compiled)
         if info.fingerprint != compiled.fingerprint or list(info.call_names) != names or info.input_count != x.size:
             raise DeviceError(f"the device serves '{info.model_name}' (fingerprint {info.fingerprint or 'none'}, "
-                              f"{info.input_count} inputs), not the model compiled from {model} (fingerprint "
+                              f"{info.input_count} inputs), not the model compiled from {model_path} (fingerprint "
                               f"{compiled.fingerprint}, {x.size} inputs): flash the firmware built from this model "
                               "with the same options")
         if not hello.profiling:
@@ -198,7 +204,7 @@ def profile(args) -> dict:
         rows = aggregate(names, med_ticks, runs[0].call_counts, info.units_per_tick)
         total = int(np.median([r.ticks for r in runs])) * info.units_per_tick
         report = {
-            "model": str(model), "model_name": info.model_name, "target": args.target, "device": where,
+            "model": str(model_path), "model_name": info.model_name, "target": args.target, "device": where,
             "fusion": args.fusion, "mode": args.mode, "weights": args.weights, "unit": info.unit, "total": total,
             "kernels_sum": sum(r.count for r in rows),
             "kernels": [{"name": r.name, "calls": r.calls, "count": r.count} for r in rows],
@@ -207,9 +213,9 @@ def profile(args) -> dict:
             "arena_bytes": info.arena_bytes,
         }
         if inputs is not None:
-            report["inputs"] = check_inputs(session, spec, inputs, labels, int8=args.weights == "int8")
+            report["inputs"] = check_inputs(session, model, inputs, labels, int8=args.weights == "int8")
         if args.out is not None:
-            output.commit({"written_by": "mamba_tvm.profile", "target": args.target, "model": str(model)})
+            output.commit({"written_by": "mamba_tvm.profile", "target": args.target, "model": str(model_path)})
     report["_table"] = format_table(rows, total, info.unit)
     return report
 

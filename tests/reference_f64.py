@@ -21,14 +21,16 @@ Forms:
   d_conv inputs of each channel) and scan state per block, and a running pooled sum; the
   logits are classifier(pooled / frames). Checks `--mode stream` builds at any length.
 - `int8_params`: the documented int8 scheme (docs/architecture.md, README), written from the
-  documentation: symmetric, scale = amax / 127 (stored as float32 in the C, so rounded to
+  documentation. First the exact folding the compiler applies (`fold_linear_layers`), then
+  symmetric quantization: scale = amax / 127 (stored as float32 in the C, so rounded to
   float32 here), q = round half to even (w / scale), clipped to +-127, dequantized as q * scale.
-  Quantized, as in the product: linear_in.weight, in_proj.weight (per output row, so its x
-  and z halves are quantized the same whole or split), x_proj.weight, out_proj.weight,
-  classifier.weight (one scale per output row) and A = -exp(A_log) (one scale per state
-  column: its columns share a magnitude). Kept float: conv1d weight and bias, dt_proj
-  weight and bias, D, linear_in.bias and classifier.bias. Either form then runs on the
-  dequantized parameters in float64.
+  Quantized, as in the product: every weight matrix of the per-frame part that remains after
+  folding — in_proj (per output row, so its x and z halves are quantized the same whole or
+  split), x_proj, out_proj where it was not folded, linear_in where it was not folded —
+  with one scale per output row, and A = -exp(A_log) (one scale per state column: its
+  columns share a magnitude). Kept float: the classifier (after the pooling: it runs once
+  per inference), conv1d weight and bias, dt_proj weight and bias, D and every bias. Either
+  form then runs on the dequantized parameters in float64.
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ class Block:
     b_dt: np.ndarray     # (d_inner,)
     A: np.ndarray        # (d_inner, d_state), = -exp(A_log)
     D: np.ndarray        # (d_inner,)
-    W_out: np.ndarray    # (d_model, d_inner)
+    W_out: np.ndarray | None  # (d_model, d_inner); None: folded away (the block outputs y itself)
+    b_in: np.ndarray | None = None  # (2 * d_inner,): in_proj bias (made by folding linear_in into it)
 
     @property
     def d_inner(self) -> int:
@@ -68,8 +71,8 @@ class Block:
 
 @dataclass(frozen=True)
 class Params:
-    W_lin: np.ndarray
-    b_lin: np.ndarray
+    W_lin: np.ndarray | None  # None: folded into the first block's in_proj
+    b_lin: np.ndarray | None
     blocks: tuple[Block, ...]
     W_cls: np.ndarray
     b_cls: np.ndarray
@@ -124,7 +127,7 @@ def _batched(x) -> np.ndarray:
 def _block_sequence(blk: Block, h: np.ndarray) -> np.ndarray:
     batch, length, _ = h.shape
     di, n, r = blk.d_inner, blk.d_state, blk.dt_rank
-    xz = h @ blk.W_in.T
+    xz = _in_proj(blk, h)
     x, z = xz[..., :di], xz[..., di:]
     k = blk.conv_w.shape[1]
     padded = np.concatenate([np.zeros((batch, k - 1, di)), x], axis=1)
@@ -137,12 +140,24 @@ def _block_sequence(blk: Block, h: np.ndarray) -> np.ndarray:
     for t in range(length):
         state = np.exp(delta[:, t, :, None] * blk.A) * state + (delta[:, t] * u[:, t])[..., None] * Bm[:, t, None, :]
         y[:, t] = np.einsum("bdn,bn->bd", state, Cm[:, t]) + blk.D * u[:, t]
-    return (y * silu(z)) @ blk.W_out.T
+    return _out_proj(blk, y * silu(z))
+
+
+def _in_proj(blk: Block, h: np.ndarray) -> np.ndarray:
+    return h @ blk.W_in.T + (0.0 if blk.b_in is None else blk.b_in)
+
+
+def _out_proj(blk: Block, y: np.ndarray) -> np.ndarray:
+    return y if blk.W_out is None else y @ blk.W_out.T
+
+
+def _linear_in(params: Params, x: np.ndarray) -> np.ndarray:
+    return x if params.W_lin is None else x @ params.W_lin.T + params.b_lin
 
 
 def sequence_logits(params: Params, x) -> np.ndarray:
     """(T, F) or (B, T, F) input -> (B, classes) float64 logits, the whole sequence at once."""
-    h = _batched(x) @ params.W_lin.T + params.b_lin
+    h = _linear_in(params, _batched(x))
     for blk in params.blocks:
         h = _block_sequence(blk, h)
     return h.mean(axis=1) @ params.W_cls.T + params.b_cls
@@ -157,16 +172,16 @@ class StreamState:
     def __init__(self, params: Params, batch: int):
         self.windows = [np.zeros((batch, b.d_inner, b.conv_w.shape[1])) for b in params.blocks]
         self.scan = [np.zeros((batch, b.d_inner, b.d_state)) for b in params.blocks]
-        self.pooled = np.zeros((batch, params.W_lin.shape[0]))
+        self.pooled = np.zeros((batch, params.W_cls.shape[1]))
         self.frames = 0
 
 
 def stream_step(params: Params, st: StreamState, frame: np.ndarray) -> None:
     """Advance the state by one feature frame (B, F)."""
-    h = frame @ params.W_lin.T + params.b_lin
+    h = _linear_in(params, frame)
     for i, blk in enumerate(params.blocks):
         di, n, r = blk.d_inner, blk.d_state, blk.dt_rank
-        xz = h @ blk.W_in.T
+        xz = _in_proj(blk, h)
         window = st.windows[i]
         window[:, :, :-1] = window[:, :, 1:].copy()   # drop the oldest input, append this one
         window[:, :, -1] = xz[:, :di]
@@ -177,7 +192,7 @@ def stream_step(params: Params, st: StreamState, frame: np.ndarray) -> None:
         scan = np.exp(delta[:, :, None] * blk.A) * st.scan[i] + (delta * u)[:, :, None] * Bm[:, None, :]
         st.scan[i] = scan
         y = (scan * Cm[:, None, :]).sum(axis=-1) + blk.D * u
-        h = (y * silu(xz[:, di:])) @ blk.W_out.T
+        h = _out_proj(blk, y * silu(xz[:, di:]))
     st.pooled += h
     st.frames += 1
 
@@ -206,13 +221,43 @@ def dequantize_rows(w: np.ndarray) -> np.ndarray:
     return q * scale[:, None]
 
 
+def _f32(w: np.ndarray) -> np.ndarray:
+    return w.astype(np.float32).astype(np.float64)
+
+
+def fold_linear_layers(params: Params) -> Params:
+    """The compiler's exact folding, as documented (docs/architecture.md, "Folding"): a linear
+    map feeding another with nothing nonlinear between is composed into one when that costs no
+    more multiply-adds per row (K*N2 <= K*N1 + N1*N2). In TinyMamba: linear_in into the first
+    block's in_proj (giving in_proj a bias), and the last block's out_proj, moved after the
+    mean over time, into the classifier. Products are formed in float64 and stored as float32."""
+    blocks = list(params.blocks)
+    W_lin, b_lin, W_cls = params.W_lin, params.b_lin, params.W_cls
+    first = blocks[0]
+    F, dm, n1 = W_lin.shape[1], W_lin.shape[0], first.W_in.shape[0]
+    if F * n1 <= F * dm + dm * n1:
+        b_in = first.W_in @ b_lin + (0.0 if first.b_in is None else first.b_in)
+        blocks[0] = replace(first, W_in=_f32(first.W_in @ W_lin), b_in=_f32(b_in))
+        W_lin = b_lin = None
+    last = blocks[-1]
+    di, dm_out, C = last.W_out.shape[1], last.W_out.shape[0], W_cls.shape[0]
+    if di * C <= di * dm_out + dm_out * C:
+        W_cls = _f32(W_cls @ last.W_out)
+        blocks[-1] = replace(last, W_out=None)
+    return replace(params, W_lin=W_lin, b_lin=b_lin, blocks=tuple(blocks), W_cls=W_cls)
+
+
 def int8_params(params: Params) -> Params:
-    """The parameters the int8 build implements (see the module docstring for what is quantized)."""
+    """The parameters the int8 build implements: the folded model (fold_linear_layers), then
+    every remaining weight matrix quantized (see the module docstring)."""
+    params = fold_linear_layers(params)
+
     def block(b: Block) -> Block:
-        return replace(b, W_in=dequantize_rows(b.W_in), W_x=dequantize_rows(b.W_x), W_out=dequantize_rows(b.W_out),
+        return replace(b, W_in=dequantize_rows(b.W_in), W_x=dequantize_rows(b.W_x),
+                       W_out=None if b.W_out is None else dequantize_rows(b.W_out),
                        A=dequantize_rows(b.A.T).T)  # one scale per state column
-    return replace(params, W_lin=dequantize_rows(params.W_lin), W_cls=dequantize_rows(params.W_cls),
-                   blocks=tuple(block(b) for b in params.blocks))
+    return replace(params, W_lin=None if params.W_lin is None else dequantize_rows(params.W_lin),
+                   blocks=tuple(block(b) for b in params.blocks))  # the classifier, after the pooling: float
 
 
 # ---- ablations: each removes or breaks one part of every block ------------------------------

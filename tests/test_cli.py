@@ -92,7 +92,10 @@ def test_stream_int8_build_reports_memory_and_quantization(tmp_path):
     assert (r["mode"], r["fusion"], r["weights"]) == ("stream", "timestep", "int8")
     assert r["total_ram_bytes"] == r["arena_bytes"] + r["state_bytes"] + r["stack_bytes"] <= 16 * 1024
     assert r["weights_bytes"] <= 0.3 * r["fp32_weights_bytes"]
-    assert r["max_abs_err_vs_torch"] <= parity_tolerance(np.array(r["logits"]))  # vs the int8 model it implements
+    # the C against what it implements (the quantized graph, on TVM's VM); against the float model the
+    # error is int8's own, measured with the C on 101 inputs
+    assert r["max_abs_err_vs_int8_graph"] <= parity_tolerance(np.array(r["logits"]))
+    assert r["max_abs_err_vs_torch"] <= r["int8_max_logit_change"]
     assert r["int8_argmax_same_on_check_input"] and r["int8_max_logit_change"] > 0 and r["int8_inputs_checked"] == 101
     header = (tmp_path / "s" / "model" / "model.h").read_text()
     assert "tvmgen_default_step(const float* frame" in header and "tvmgen_default_run" not in header

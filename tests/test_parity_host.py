@@ -55,7 +55,8 @@ def test_c_matches_float64_reference(built, name, form):
 @pytest.mark.parametrize("name", ["kws10", "kws3"])
 def test_c_matches_published_logits(built, name, fusion):
     """The float64 logits published with the fixtures (5 decimals, mamba_tvm/data/README.md)
-    and MambaLite-Micro's own C engine's logits (6 decimals; 1.3e-5 from float64)."""
+    and MambaLite-Micro's own C engine's logits (6 decimals; 1.3e-5 from float64): ours is no
+    further from float64 than theirs."""
     published = PUBLISHED_F64[name]
     b = built(name, fusion=fusion)
     got = run_host(b.exe, b.spec.sample_input)
@@ -64,7 +65,8 @@ def test_c_matches_published_logits(built, name, fusion):
     if name == "kws10":
         with np.load(DATA / "mambalite_kws10.npz") as f:
             mambalite = f["mambalite_c_logits"]
-        assert np.max(np.abs(got - mambalite)) <= 2e-5
+        # no further from float64 than MambaLite-Micro's own float32 C (within the published rounding)
+        assert np.max(np.abs(got - published)) <= np.max(np.abs(mambalite - published)) + 5e-6
 
 
 @pytest.mark.parametrize("name", ["kws10", "two_blocks", "odd_dims"])

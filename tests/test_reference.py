@@ -72,19 +72,27 @@ def test_int8_scheme_as_documented():
     assert np.all(np.abs(ref.dequantize_rows(m) - m) <= np.abs(m).max(1, keepdims=True) / 254 * (1 + 1e-6))
 
 
-def test_int8_params_quantize_what_the_product_quantizes():
-    """Weight matrices per output row, A per state column; conv, dt_proj, D and biases float."""
+def test_int8_params_fold_then_quantize():
+    """The folded model first (exact: equal to the float model up to float32 storage), then
+    weight matrices per output row, A per state column; the classifier (after the pooling),
+    conv, dt_proj, D and biases float."""
     params = reference_params("kws10")
+    folded = ref.fold_linear_layers(params)
+    assert folded.W_lin is None and folded.blocks[0].W_out is None and folded.blocks[0].b_in is not None
+    xs = np.random.default_rng(0).standard_normal((2, 30, params.W_lin.shape[1])) * 10
+    base = ref.sequence_logits(params, xs)
+    assert np.max(np.abs(ref.sequence_logits(folded, xs) - base)) <= 1e-5 * np.abs(base).max()
     q = ref.int8_params(params)
-    b, qb = params.blocks[0], q.blocks[0]
-    for orig, deq, axis in ((params.W_lin, q.W_lin, 1), (params.W_cls, q.W_cls, 1), (b.W_in, qb.W_in, 1),
-                            (b.W_x, qb.W_x, 1), (b.W_out, qb.W_out, 1), (b.A, qb.A, 0)):
+    b, qb = folded.blocks[0], q.blocks[0]
+    for orig, deq, axis in ((b.W_in, qb.W_in, 1), (b.W_x, qb.W_x, 1), (b.A, qb.A, 0)):
         assert not np.array_equal(orig, deq)
         scale = np.abs(orig).max(axis=axis, keepdims=True) / 127
         assert np.all(np.abs(deq - orig) <= scale / 2 * (1 + 1e-6))
-    for name in ("conv_w", "conv_b", "W_dt", "b_dt", "D"):
+    for name in ("conv_w", "conv_b", "W_dt", "b_dt", "D", "b_in"):
         assert np.array_equal(getattr(b, name), getattr(qb, name))
-    assert np.array_equal(params.b_lin, q.b_lin) and np.array_equal(params.b_cls, q.b_cls)
+    assert np.array_equal(params.b_cls, q.b_cls) and np.array_equal(folded.W_cls, q.W_cls)
+    two = ref.int8_params(reference_params("two_blocks"))  # out_proj -> in_proj between blocks costs more folded
+    assert two.blocks[0].W_out is not None and two.blocks[1].W_out is None
 
 
 def _sensitivity(params, xs):

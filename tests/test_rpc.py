@@ -378,7 +378,7 @@ def test_profile_cli_json_and_inputs(fw, tmp_path):
                            "--json", str(out), "--inputs", str(tmp_path / "in.npz"), "--repeat", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "instructions" in proc.stdout and "selective_scan_step" in proc.stdout and "identical" in proc.stdout
+    assert "instructions" in proc.stdout and "scan_step" in proc.stdout and "identical" in proc.stdout
     report = json.loads(out.read_text())
     assert report["unit"] == "instructions"
     assert {"name", "calls", "count"} == set(report["kernels"][0])

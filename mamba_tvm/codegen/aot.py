@@ -204,7 +204,8 @@ def _model_c(layout: _Layout, model_name: str) -> str:
     step, finish = layout.programs["step"], layout.programs["finish"]
     lines += [f"{qual}void tvmgen_default_init({state_t}* state) {{", "  int32_t i;"]
     for t in layout.state:
-        lines.append(f"  for (i = 0; i < {t.nbytes // 4}; ++i) state->{t.name}[i] = 0.0f;")
+        init = _float_literal(step.state_init.get(t.name, 0.0))
+        lines.append(f"  for (i = 0; i < {t.nbytes // 4}; ++i) state->{t.name}[i] = {init};")
     lines += ["  state->steps = 0;", "}", "",
               f"{qual}int32_t tvmgen_default_step(const float* frame, {state_t}* state) {{"]
     if step.copy_back:

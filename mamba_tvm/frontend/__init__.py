@@ -1,5 +1,6 @@
-"""Front end: read a checkpoint, validate it once into a ModelSpec, build the PyTorch reference."""
+"""Front end: read a model (checkpoint, module, exported program, ONNX), validate it, keep the
+user's module as the reference."""
 from .checkpoint import ModelSpec, load_checkpoint, spec_from_state_dict
-from .reference import TinyMamba, reference_logits
+from .reference import as_module, reference_logits
 
-__all__ = ["ModelSpec", "load_checkpoint", "spec_from_state_dict", "TinyMamba", "reference_logits"]
+__all__ = ["ModelSpec", "load_checkpoint", "spec_from_state_dict", "as_module", "reference_logits"]

@@ -28,6 +28,8 @@ def inputs_like(reference: np.ndarray | None, n: int, seq_len: int, n_features: 
 def check_input(spec, seq_len: int | None = None) -> tuple[np.ndarray, str]:
     """(the (1, T, F) input the build checks and bakes into demo firmware, what it is)."""
     sample = spec.sample_input
+    if seq_len is None and sample is None:
+        seq_len = getattr(spec, "extras", {}).get("exported_seq_len")  # a .pt2 program's traced length
     if seq_len is not None and seq_len < 1:
         raise CompileError(f"--seq-len must be a positive number of frames, got {seq_len}")
     if sample is not None and seq_len in (None, sample.shape[1]):

@@ -112,7 +112,8 @@ def _load_torch(path: Path, notes: list[str]) -> dict[str, np.ndarray]:
 
     if _is_torchscript(path):
         raise CheckpointError(f"{path} is a TorchScript archive, which mamba_tvm does not read: save "
-                              "model.state_dict() with torch.save instead")
+                              "model.state_dict() with torch.save, or export the module: "
+                              "torch.export.save(torch.export.export(model, (x,)), 'model.pt2')")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,7 +121,8 @@ def _load_torch(path: Path, notes: list[str]) -> dict[str, np.ndarray]:
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
             raise CheckpointError(f"{path} holds pickled Python objects (e.g. torch.save(model)), not a state_dict; "
-                                  "save model.state_dict() instead (loading a whole module would run its code)") from None
+                                  "save model.state_dict() or a torch.export program (.pt2) instead, or pass "
+                                  "--trust-pickle to load the whole module (unpickling runs its code)") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None

@@ -3,7 +3,8 @@
 Linear weight matrices get a scale per output row; A (= -exp(A_log), (d_inner, d_state))
 gets one per state column n, because its columns, not its rows, share a magnitude
 (column n decays at about -(n+1) in every channel). Activations stay float32; the kernels
-widen the int8 weights inside their loops.
+widen the int8 weights inside their loops. The compiler applies this to the matrices it
+actually multiplies by, after folding (passes/quantize_weights.py).
 """
 from __future__ import annotations
 
@@ -22,22 +23,20 @@ def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(q.T), scale
 
 
-def quantization_error(spec, check: np.ndarray, n: int = 100, seed: int = 0) -> dict:
-    """What int8 weights cost against the float32 model, measured (not bounded) on the check
-    input and n random inputs drawn like the sample: the largest logit change seen and how
-    often the argmax stays the same."""
-    import torch
-
+def quantization_error(model, check: np.ndarray, run_c, n: int = 100, seed: int = 0) -> dict:
+    """What int8 weights cost against the user's float32 module, measured (not bounded) with the
+    int8 C itself (run_c: x -> logits) on the check input and n random inputs drawn like the
+    sample: the largest logit change seen and how often the argmax stays the same."""
     from .check_inputs import inputs_like
     from .reference import reference_logits
 
-    x = np.concatenate([check, inputs_like(spec.sample_input, n, check.shape[1], spec.n_features, seed)])
-    fp32 = reference_logits(spec, x, torch.float32)
-    int8 = reference_logits(spec, x, torch.float32, int8=True)
+    x = np.concatenate([check, inputs_like(model.sample_input, n, check.shape[1], model.n_features, seed)])
+    fp32 = reference_logits(model.module, x)
+    int8 = np.stack([run_c(xi[None]) for xi in x])
     same = fp32.argmax(1) == int8.argmax(1)
-    drawn = "drawn like sample_input" if spec.sample_input is not None else "N(0, 1)"
+    drawn = "drawn like sample_input" if model.sample_input is not None else "N(0, 1)"
     return {"int8_max_logit_change": float(np.abs(fp32 - int8).max()),
             "int8_argmax_agreement": float(same.mean()),
             "int8_argmax_same_on_check_input": bool(same[0]),
             "int8_inputs_checked": int(len(x)),
-            "int8_inputs": f"the check input and {n} random inputs {drawn} (seed {seed})"}
+            "int8_inputs": f"the check input and {n} random inputs {drawn} (seed {seed}), through the int8 C"}
