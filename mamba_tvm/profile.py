@@ -137,7 +137,7 @@ def _open_session(args, stack: ExitStack, work: Path, compiled, spec, board):
     from .project.rpc_firmware import build_rpc_firmware
 
     elf = build_rpc_firmware(work, work / "model", compiled, spec.name, args.transport, profile=True,
-                             cflags=list(board.cflags))
+                             cflags=list(board.cflags), core=board.core)
     qemu = stack.enter_context(QemuRpc(elf, args.transport, timeout=args.timeout))
     return qemu.session, f"QEMU {board.name} over {args.transport}"
 
@@ -203,7 +203,7 @@ def profile(args) -> dict:
 
 def _print_report(report: dict) -> None:
     unit = report["unit"]
-    note = ("QEMU -icount shift=0: instructions executed, not cycles" if unit == "instructions"
+    note = ("instructions executed on QEMU, not cycles" if unit == "instructions"
             else "cycles of the board's counter")
     print(f"{report['model_name']} ({report['fusion']} fusion, {report['mode']}, {report['weights']} weights) "
           f"on {report['device']}; unit: {unit} ({note})")
