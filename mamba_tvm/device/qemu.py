@@ -21,6 +21,7 @@ import numpy as np
 from mamba_tvm.errors import DeviceError
 
 _TAIL_LINES = 25
+_TAIL_CHARS = 4000  # a runaway device can print megabytes without a newline
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class RunResult:
 
 def _tail(*texts: str) -> str:
     lines = "\n".join(t for t in texts if t).splitlines()
-    return "\n".join(lines[-_TAIL_LINES:])
+    return "\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
 
 
 def parse_output(stdout: str, icount_shift: int = 0, machine: QemuMachine = MPS2_AN500) -> RunResult:

@@ -101,13 +101,18 @@ void board_start(void) {
   board_exit(main());
 }
 
-/* Called by startup_lx7.s for any exception it does not handle. */
+/* Called by startup_lx7.s for any exception it does not handle. Prints in hex only: decimal
+ * needs a division, which code built for a richer ISA (MUL32_HIGH) may do with the very
+ * instruction that faulted. A fault while reporting one exits at once with 128 + cause. */
 void board_fault(uint32_t cause, uint32_t pc, uint32_t vaddr, uint32_t vector) {
+  static volatile uint32_t faulting;
+  if (faulting != 0u) (void)board_simcall(SIMCALL_EXIT, (int32_t)(128u + (cause & 0x3fu)), 0, 0);
+  faulting = 1u;
   board_flush();
   board_puts("FAULT vector=0x");
   board_put_hex32(vector);
-  board_puts(" exccause=");
-  board_put_u32(cause);
+  board_puts(" exccause=0x");
+  board_put_hex32(cause);
   board_puts(" pc=");
   board_put_hex32(pc);
   board_puts(" excvaddr=");
