@@ -20,11 +20,9 @@ import numpy as np
 from mamba_tvm.device.qemu import qemu_command
 from mamba_tvm.errors import BuildError
 from mamba_tvm.project.cores import (
-    CORTEX_M7, RUNTIME_DIR as _RUNTIME_C, STRICT_CFLAGS, BareMetalCore, bare_metal_core, build_firmware, copy_runtime,
-    core_for_elf,
+    CORTEX_M7, BareMetalCore, bare_metal_core, build_firmware, copy_runtime, core_for_elf,
 )
 
-RUNTIME_DIR = _RUNTIME_C / "baremetal"
 RUN_ONCE_MAIN = "baremetal/main_run_once.c"
 MANIFEST = "project.json"
 
