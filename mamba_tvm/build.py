@@ -9,24 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
-from .errors import cli_error
-
 from .driver import DEFAULT_MODEL
+from .errors import argument_parser, run_cli
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     import boards
 
     targets = sorted(boards.targets())
-    p = argparse.ArgumentParser(prog="python -m mamba_tvm.build", description=__doc__.splitlines()[0])
+    p = argument_parser(prog="python -m mamba_tvm.build", description=__doc__.splitlines()[0])
     p.add_argument("--target", default="qemu/mps2_an500", help=f"one of: {', '.join(targets)}")
     p.add_argument("--model", type=Path, default=None,
                    help="checkpoint (.npz/.pt/.pth); default: the bundled KWS-10 TinyMamba")
     p.add_argument("--out", type=Path, default=None, help="output directory (default build/<target>)")
-    p.add_argument("--seq-len", type=int, default=None, help="sequence length T (default: the sample input's)")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length T (default: the sample input's)")
     p.add_argument("--mode", choices=["sequence", "stream"], default="sequence",
                    help="sequence: tvmgen_default_run on a (1, T, F) input; stream: init/step/finish per frame")
     p.add_argument("--fusion", choices=["timestep", "layer"], default="timestep",
@@ -53,7 +61,10 @@ def list_targets() -> str:
 
 
 def main(argv=None) -> int:
-    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.export deprecation chatter
+    return run_cli(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
     if args.list_targets:
         print(list_targets())
@@ -62,17 +73,14 @@ def main(argv=None) -> int:
         print(f"error: --app is for Zephyr targets; for '{args.target}' use `python -m mamba_tvm.profile "
               f"--target {args.target}` (it builds the RPC firmware and serves it on QEMU)", file=sys.stderr)
         return 1
-    try:
-        from .driver import build
+    from .driver import build
 
-        report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
-                       seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
-                       weights=args.weights, app=args.app or "run")
-    except Exception as exc:  # one line, never a TVM backtrace
-        message, code = cli_error(exc)
-        print(message, file=sys.stderr)
-        return code
-    print(json.dumps(report))
+    report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
+                   seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
+                   weights=args.weights, app=args.app or "run")
+    for note in report.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps(report, allow_nan=False))
     return 0
 
 

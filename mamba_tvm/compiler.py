@@ -14,7 +14,7 @@ from .frontend.reference import state_shapes
 from .importer import import_model, import_step_model
 from .passes import kernel_stack_bytes
 from .pipeline import mcu_pipeline
-from .plan import PlannedProgram, plan_program
+from .plan import PlannedProgram, model_fingerprint, plan_program
 
 
 @dataclass
@@ -47,6 +47,10 @@ class CompiledModel:
     @property
     def kernels(self) -> dict:
         return {k: f for p in self.programs.values() for k, f in p.kernels.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.programs)
 
     @property
     def c_files(self) -> list[str]:

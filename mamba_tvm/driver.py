@@ -4,16 +4,18 @@ Kept apart from the CLI so tests and the profiler call the same function.
 """
 from __future__ import annotations
 
+import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CompileError, MambaTVMError
+from . import __version__
+from .errors import BuildError, CompileError, MambaTVMError
 from .project.budget import check_budget, check_flash
 
 MODEL_DIR = "model"
+REPORT = "report.json"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "mambalite_kws10.npz"
 
 
@@ -43,9 +45,12 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     """Compile `model` for `target` into `out`; return the report.
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
-    over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md)."""
+    over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md).
+    The output folder follows outdir.py's contract: written only on success, replacing only
+    a previous mamba_tvm output."""
     from .frontend import load_checkpoint, reference_logits
-    from .importer import example_input
+    from .frontend.check_inputs import check_input
+    from .outdir import OutputDir, check_output_dir
 
     platform, board = resolve_target(target)
     if run and platform != "qemu":
@@ -55,30 +60,38 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
     if app != "run" and platform != "zephyr":
         raise CompileError(f"--app {app} is for Zephyr targets; for '{target}' use `python -m mamba_tvm.profile "
                            f"--target {target}`, which builds the RPC firmware and serves it on QEMU")
-    spec = load_checkpoint(model)
-    check_flash(board, spec.weight_bytes, platform=platform)  # weights are known now: refuse before compiling
-    x = example_input(spec, seq_len)
+    model = Path(model)
     out = Path(out) if out else Path("build") / target
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_output_dir(out, [model])  # cheap: refuse a bad --out before loading anything
+    spec = load_checkpoint(model)
+    x, check_desc = check_input(spec, seq_len)
+    # refuse before compiling: the weights as stored (int8 when quantized) must fit the flash
+    check_flash(board, stored_weight_bytes(spec, weights), platform=platform)
+    output = OutputDir(out, [model])
+    with output as staging:
+        # the C must match the model it was given: with int8 weights, the int8 reference
+        reference = _finite_reference(spec, x, weights == "int8")
         compiled = compile_for_board(board, spec, x.shape[1], mode, fusion, weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
-        # the C must match the model it was given: with int8 weights, the int8 reference
-        reference = reference_logits(spec, x, int8=weights == "int8")[0]
         report = {"target": target, "model": str(model), "seq_len": int(x.shape[1]),
                   "mode": mode, "fusion": fusion, "weights": weights,
+                  "check_input": check_desc,
                   "arena_bytes": compiled.arena_bytes,
                   "state_bytes": compiled.state_bytes,
                   "weights_bytes": compiled.weights_bytes,
                   # the input stays in the caller's buffer (a (1, T, F) array, or one frame when streaming)
                   "input_owned_by": "caller"}
+        if spec.notes:
+            report["notes"] = list(spec.notes)
         report.update(_host_check(model_dir, compiled.c_files, x, reference))
         report.update(_target_build(platform, board, staging, compiled, x, run, app, spec.name))
         logits = np.asarray(report["logits"], dtype=np.float32)
+        if report["logits_from"] != "host" and "demo_input_frames" in report:  # the device ran a shortened demo
+            reference = _finite_reference(spec, x[:, :report["demo_input_frames"]], weights == "int8")
+        _require_finite(logits, f"{report['logits_from']} logits")
         report["max_abs_err_vs_torch"] = float(np.max(np.abs(logits - reference)))
         report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
         report["argmax"] = int(np.argmax(logits))
@@ -89,16 +102,44 @@ def build(target: str, model: Path, out: Path | None = None, seq_len: int | None
 
             report["fp32_weights_bytes"] = spec.weight_bytes
             report.update(quantization_error(spec, x))
-        if "mambalite_c_logits" in spec.extras and spec.sample_input is not None and x is spec.sample_input:
+            _require_finite(np.asarray([report["int8_max_logit_change"]]), "int8 logit change")
+        if "mambalite_c_logits" in spec.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
             report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - spec.extras["mambalite_c_logits"])))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    report["out_dir"] = str(out)
-    return _relocate(report, staging, out)
+        report = _relocate(report, staging, out)
+        report["out_dir"] = str(out)
+        json.dumps(report, allow_nan=False)  # every report is valid JSON: no NaN or Inf anywhere
+        (staging / REPORT).write_text(json.dumps(report, indent=1) + "\n")
+        output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target, "model": str(model)})
+    return report
+
+
+def stored_weight_bytes(spec, weights: str) -> int:
+    """Bytes of the weights as the model stores them (int8 matrices + their scales when quantized)."""
+    if weights != "int8":
+        return spec.weight_bytes
+    from .frontend import TinyMamba
+
+    return sum(t.numel() * t.element_size() for t in TinyMamba(spec, int8=True).state_dict().values())
+
+
+def _finite_reference(spec, x: np.ndarray, int8: bool) -> np.ndarray:
+    """The PyTorch reference's float32 logits; a model whose values overflow on the check input
+    is refused, naming where they stop being finite."""
+    from .frontend import reference_logits
+    from .frontend.reference import first_nonfinite_layer
+
+    logits = reference_logits(spec, x, int8=int8)[0]
+    if not np.all(np.isfinite(logits)):
+        where = first_nonfinite_layer(spec, x, int8) or "the logits"
+        raise CompileError(f"the model's values stop being finite {where} on the check input "
+                           f"(float32 overflow: weights too large?); nothing was built")
+    return logits
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(values)):
+        raise BuildError(f"the {what} are not finite ({values.tolist()}) although the PyTorch reference is: "
+                         "the generated code is wrong; please report it with the model")
 
 
 def _relocate(report: dict, old: Path, new: Path) -> dict:
@@ -124,13 +165,55 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
         raise MambaTVMError(f"{board.cc} not found: run tools/setup.sh to install the toolchains")
     usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
     result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
-    result["placement"] = check_budget(board, compiled.arena_bytes, result["stack_bytes"], compiled.state_bytes,
-                                       compiled.weights_bytes, platform=platform).region
+    demo = _fit_demo_input(board, platform, compiled, result["stack_bytes"], x, app)
+    if demo.shape[1] != x.shape[1]:
+        result["demo_input_frames"] = int(demo.shape[1])
+        result.setdefault("notes", []).append(
+            f"the app's baked demo input is the first {demo.shape[1]} of the {x.shape[1]} frames (the whole input "
+            f"does not fit {board.name}); the host check ran all {x.shape[1]}")
+    result["placement"] = _app_budget(board, platform, compiled, result["stack_bytes"], demo, app).region
     if platform == "qemu":
-        result.update(_qemu_build(staging, compiled, x, cflags, run, board.core))
+        result.update(_qemu_build(staging, compiled, demo, cflags, run, board.core))
     elif platform == "zephyr":
-        result.update(_zephyr_build(staging, board, compiled, x, result, app, model_name))
+        result.update(_zephyr_build(staging, board, compiled, demo, result, app, model_name))
     return result
+
+
+#: static buffers of the RPC server beside the model's input and output (runtime_c/rpc: frames, reply cache)
+RPC_SERVER_RAM_BYTES = 3300
+
+
+def _app_budget(board, platform: str, compiled, stack_bytes: int, demo: np.ndarray, app: str):
+    """Everything the generated app holds: the model (arena, state, stack, weights) and the app's
+    own input buffer (a RAM copy of the demo input, or the RPC input tensor) and baked sample."""
+    sample_bytes = 0 if app == "rpc" else demo.nbytes
+    input_bytes = demo.nbytes + (RPC_SERVER_RAM_BYTES if app == "rpc" else 0)
+    return check_budget(board, compiled.arena_bytes, stack_bytes, compiled.state_bytes, compiled.weights_bytes,
+                        platform=platform, input_bytes=input_bytes, sample_bytes=sample_bytes)
+
+
+def _fit_demo_input(board, platform: str, compiled, stack_bytes: int, x: np.ndarray, app: str) -> np.ndarray:
+    """x, or for a streaming model whose whole input does not fit the board, its first frames:
+    the most that fit (a sequence model takes exactly T frames, so it is refused instead)."""
+    from .errors import BudgetError
+
+    try:
+        _app_budget(board, platform, compiled, stack_bytes, x, app)
+        return x
+    except BudgetError:
+        if compiled.mode != "stream" or app == "rpc":
+            raise
+    lo, hi = 0, x.shape[1]
+    while lo < hi:  # the largest frame count that fits
+        mid = (lo + hi + 1) // 2
+        try:
+            _app_budget(board, platform, compiled, stack_bytes, x[:, :mid], app)
+            lo = mid
+        except BudgetError:
+            hi = mid - 1
+    if lo == 0:
+        _app_budget(board, platform, compiled, stack_bytes, x[:, :1], app)  # raises, naming the sizes
+    return x[:, :lo]
 
 
 def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, app: str = "run",

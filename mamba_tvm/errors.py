@@ -34,3 +34,52 @@ def cli_error(exc: BaseException) -> tuple[str, int]:
         return "error: " + (text if len(text) <= 800 else text[:797] + "..."), 1
     detail = lines[-1] if lines else ""
     return f"error: internal compiler error ({type(exc).__name__}: {detail}); please report it with the model", 2
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every `finally` and `with` cleans up."""
+
+
+def run_cli(body) -> int:
+    """Run a CLI's body -> exit code, with the guarantees every mamba_tvm command gives:
+    one `error:` line for any failure (never a traceback), and on Ctrl-C or SIGTERM the
+    cleanup of whatever was being written, one `interrupted` line and exit 130 / 143."""
+    import signal
+    import sys
+    import warnings
+
+    def on_sigterm(_signum, _frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    warnings.filterwarnings("ignore")  # torch.export / PyTorch chatter is not the user's concern
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Interrupted:
+        print("interrupted", file=sys.stderr)
+        return 143
+    except Exception as exc:  # one line, never a TVM backtrace
+        message, code = cli_error(exc)
+        print(message, file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class UsageError(MambaTVMError):
+    """A command-line argument argparse refused."""
+
+
+def argument_parser(**kwargs):
+    """argparse, but a bad argument is one `error:` line and exit 1 like any other bad input
+    (argparse alone prints the usage and exits 2, the code reserved for compiler bugs)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(f"{message} (see {self.prog} --help)")
+
+    return Parser(**kwargs)

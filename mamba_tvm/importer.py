@@ -58,12 +58,3 @@ class _RenameGlobalVars(relax.PyExprMutator):
 
     def visit_global_var_(self, gv):
         return self.mapping.get(gv, gv)
-
-
-def example_input(spec: ModelSpec, seq_len: int | None = None) -> np.ndarray:
-    """The checkpoint's sample input, or zeros when it has none."""
-    if spec.sample_input is not None and seq_len in (None, spec.sample_input.shape[1]):
-        return spec.sample_input
-    if seq_len is None:
-        raise CompileError("the checkpoint has no sample_input: give the sequence length (--seq-len)")
-    return np.zeros((1, seq_len, spec.n_features), np.float32)

@@ -9,6 +9,7 @@ read this one object.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,3 +232,20 @@ def plan_program(lowered: tvm.IRModule, func: str = "main", params: list[tuple[s
     program.unplanned_bytes = sum(_align(t.nbytes) for t in arena)
     check_plan(program)
     return program
+
+
+def model_fingerprint(programs: dict[str, PlannedProgram]) -> str:
+    """16 hex digits identifying a compiled model: a hash of its weights and its plan (every
+    tensor's shape, kind and offset, every kernel call). The firmware reports it, so the
+    host can tell a device serving another model with the same shapes."""
+    h = hashlib.sha256()
+    for name in sorted(programs):
+        p = programs[name]
+        h.update(name.encode())
+        for t in p.tensors.values():
+            h.update(f"{t.name}:{t.kind}:{t.shape}:{t.offset}".encode())
+            if t.value is not None:
+                h.update(np.ascontiguousarray(t.value).tobytes())
+        for c in p.calls:
+            h.update(f"{c.kernel}({','.join(c.args)})".encode())
+    return h.hexdigest()[:16]

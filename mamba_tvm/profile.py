@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeviceError, MambaTVMError, cli_error
+from .errors import DeviceError, MambaTVMError, argument_parser, run_cli
 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m mamba_tvm.profile", description=__doc__.splitlines()[0])
+    from .build import positive_int
+
+    p = argument_parser(prog="python -m mamba_tvm.profile", description=__doc__.splitlines()[0])
     p.add_argument("--target", default="qemu/mps2_an500", help="board target (qemu/... runs here; others need --port)")
     p.add_argument("--model", type=Path, default=None, help="checkpoint (.npz/.pt/.pth); default: bundled KWS-10")
     p.add_argument("--port", default=None,
@@ -33,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baud", type=int, default=115200, help="baud rate for --port (default 115200)")
     p.add_argument("--transport", choices=("semihost", "uart"), default="semihost",
                    help="QEMU link: semihosting pipe (fast) or UART0 over TCP (the board path)")
-    p.add_argument("--repeat", type=int, default=1, help="PROFILE runs; per-kernel numbers are their median")
+    p.add_argument("--repeat", type=positive_int, default=1, help="PROFILE runs; per-kernel numbers are their median")
     p.add_argument("--json", type=Path, default=None, help="write the profile (and --inputs check) as JSON here")
     p.add_argument("--inputs", type=Path, default=None,
                    help=".npz with `inputs` (N, T, F) [and `labels`]: run each on the device, compare to PyTorch")
@@ -42,13 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("sequence", "stream"), default="sequence",
                    help="tvmgen_default_run (default) or init/step/finish; RUN feeds all T frames either way")
     p.add_argument("--weights", choices=("fp32", "int8"), default="fp32", help="weight format")
-    p.add_argument("--seq-len", type=int, default=None, help="sequence length T (default: the sample input's)")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length T (default: the sample input's)")
     p.add_argument("--out", type=Path, default=None, help="keep the model and firmware here (default: temporary)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
-    args = p.parse_args(argv)
-    if args.repeat < 1:
-        p.error("--repeat must be >= 1")
-    return args
+    return p.parse_args(argv)
 
 
 @dataclass
@@ -110,15 +109,22 @@ def _load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def check_inputs(session, spec, x: np.ndarray, labels: np.ndarray | None, int8: bool = False) -> dict:
-    """Every input through the device and PyTorch (the int8-weight model for int8 builds):
-    argmax agreement, max |error|, accuracy."""
+    """Every input through the device and PyTorch (the int8-weight model for int8 builds, and
+    then the fp32 model as well): argmax agreement, max |error|, accuracy."""
     from .frontend import reference_logits
 
     device = np.stack([session.infer(xi[None])[0] for xi in x])
+    if not np.all(np.isfinite(device)):
+        bad = int(np.argmax(~np.all(np.isfinite(device), axis=1)))
+        raise DeviceError(f"the device returned non-finite logits for input {bad}: {device[bad].tolist()}")
     torch_logits = reference_logits(spec, x, int8=int8).reshape(len(x), -1)
     report = {"n": int(len(x)),
               "argmax_agreement": float(np.mean(device.argmax(1) == torch_logits.argmax(1))),
               "max_abs_err_vs_torch": float(np.max(np.abs(device - torch_logits)))}
+    if int8:
+        fp32 = reference_logits(spec, x).reshape(len(x), -1)
+        report["argmax_agreement_vs_fp32"] = float(np.mean(device.argmax(1) == fp32.argmax(1)))
+        report["max_abs_err_vs_fp32"] = float(np.max(np.abs(device - fp32)))
     if labels is not None:
         report["accuracy_device"] = float(np.mean(device.argmax(1) == labels))
         report["accuracy_torch"] = float(np.mean(torch_logits.argmax(1) == labels))
@@ -156,28 +162,33 @@ def profile(args) -> dict:
         seq_len = seq_len or inputs.shape[1]
 
     from .frontend import load_checkpoint
-    from .importer import example_input
+    from .frontend.check_inputs import check_input
 
     model = args.model or DEFAULT_MODEL
     spec = load_checkpoint(model)
-    x = example_input(spec, seq_len)
+    x, _ = check_input(spec, seq_len)
     if inputs is not None and inputs.shape[1:] != x.shape[1:]:
         raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
                             f"(N, {x.shape[1]}, {x.shape[2]})")
     compiled = compile_for_board(board, spec, x.shape[1], args.mode, args.fusion, args.weights)
     with ExitStack() as stack:
-        work = args.out
-        if work is None:
+        if args.out is None:
             work = Path(tempfile.mkdtemp(prefix="mamba_tvm_profile."))
             stack.callback(shutil.rmtree, work, True)
+        else:  # the build's output contract: staged, and replacing only a previous mamba_tvm output
+            from .outdir import OutputDir
+
+            output = OutputDir(args.out, [model] + ([args.inputs] if args.inputs else []))
+            work = stack.enter_context(output)
         compiled.write(work / "model")
         session, where = _open_session(args, stack, work, compiled, spec, board)
         hello, info = session.hello(), session.info()
         names = expected_call_names(compiled)
-        if list(info.call_names) != names or info.input_count != x.size:
-            raise DeviceError(f"the device serves '{info.model_name}' ({info.input_count} inputs, calls "
-                              f"{list(info.call_names)}), not the model compiled from {model} "
-                              f"({x.size} inputs, calls {names}): flash the firmware built from this model")
+        if info.fingerprint != compiled.fingerprint or list(info.call_names) != names or info.input_count != x.size:
+            raise DeviceError(f"the device serves '{info.model_name}' (fingerprint {info.fingerprint or 'none'}, "
+                              f"{info.input_count} inputs), not the model compiled from {model} (fingerprint "
+                              f"{compiled.fingerprint}, {x.size} inputs): flash the firmware built from this model "
+                              "with the same options")
         if not hello.profiling:
             raise DeviceError("the device firmware was built without -DTVMGEN_DEFAULT_PROFILE: PROFILE is unavailable")
         session.write_input(x)
@@ -197,6 +208,8 @@ def profile(args) -> dict:
         }
         if inputs is not None:
             report["inputs"] = check_inputs(session, spec, inputs, labels, int8=args.weights == "int8")
+        if args.out is not None:
+            output.commit({"written_by": "mamba_tvm.profile", "target": args.target, "model": str(model)})
     report["_table"] = format_table(rows, total, info.unit)
     return report
 
@@ -221,15 +234,15 @@ def _print_report(report: dict) -> None:
 
 
 def main(argv=None) -> int:
+    return run_cli(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
-    try:
-        report = profile(args)
-        if args.json is not None:
-            args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "_table"}, indent=1) + "\n")
-    except Exception as exc:  # one line: device errors carry QEMU's output tail on further lines
-        message, code = cli_error(exc)
-        print(message, file=sys.stderr)
-        return code
+    report = profile(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "_table"}, indent=1,
+                                        allow_nan=False) + "\n")
     _print_report(report)
     return 0
 

@@ -4,42 +4,40 @@
 #include <stdio.h>
 #include "model.h"
 
-#ifdef TVMGEN_DEFAULT_STREAM
-#define MAX_INPUT (TVMGEN_DEFAULT_FRAME_ELEMS * 4096)
-#else
-#define MAX_INPUT TVMGEN_DEFAULT_INPUT_ELEMS
-#endif
-
-static float input_buf[MAX_INPUT];
 static float output_buf[TVMGEN_DEFAULT_OUTPUT_ELEMS];
+
+#ifdef TVMGEN_DEFAULT_STREAM
+static int run_file(FILE* f, struct tvmgen_default_outputs* outputs) {
+  static float frame[TVMGEN_DEFAULT_FRAME_ELEMS];
+  static struct tvmgen_default_state state;
+  size_t n;
+  tvmgen_default_init(&state);
+  while ((n = fread(frame, sizeof(float), TVMGEN_DEFAULT_FRAME_ELEMS, f)) == TVMGEN_DEFAULT_FRAME_ELEMS) {
+    if (tvmgen_default_step(frame, &state) != 0) return 5;
+  }
+  if (n != 0 || state.steps == 0) return 4; /* a partial frame, or none */
+  return tvmgen_default_finish(&state, outputs) != 0 ? 5 : 0;
+}
+#else
+static int run_file(FILE* f, struct tvmgen_default_outputs* outputs) {
+  static float input_buf[TVMGEN_DEFAULT_INPUT_ELEMS + 1];
+  struct tvmgen_default_inputs inputs = {input_buf};
+  if (fread(input_buf, sizeof(float), TVMGEN_DEFAULT_INPUT_ELEMS + 1, f) != TVMGEN_DEFAULT_INPUT_ELEMS) return 4;
+  return tvmgen_default_run(&inputs, outputs) != 0 ? 5 : 0;
+}
+#endif
 
 int main(int argc, char** argv) {
   struct tvmgen_default_outputs outputs = {output_buf};
   size_t n;
+  int rc;
   FILE* f;
   if (argc != 3) return 2;
   f = fopen(argv[1], "rb");
   if (!f) return 3;
-  n = fread(input_buf, sizeof(float), MAX_INPUT, f);
+  rc = run_file(f, &outputs);
   fclose(f);
-#ifdef TVMGEN_DEFAULT_STREAM
-  {
-    static struct tvmgen_default_state state;
-    size_t t;
-    if (n == 0 || n % TVMGEN_DEFAULT_FRAME_ELEMS != 0) return 4;
-    tvmgen_default_init(&state);
-    for (t = 0; t < n / TVMGEN_DEFAULT_FRAME_ELEMS; ++t) {
-      if (tvmgen_default_step(input_buf + t * TVMGEN_DEFAULT_FRAME_ELEMS, &state) != 0) return 5;
-    }
-    if (tvmgen_default_finish(&state, &outputs) != 0) return 5;
-  }
-#else
-  {
-    struct tvmgen_default_inputs inputs = {input_buf};
-    if (n != TVMGEN_DEFAULT_INPUT_ELEMS) return 4;
-    if (tvmgen_default_run(&inputs, &outputs) != 0) return 5;
-  }
-#endif
+  if (rc != 0) return rc;
   f = fopen(argv[2], "wb");
   if (!f) return 6;
   n = fwrite(output_buf, sizeof(float), TVMGEN_DEFAULT_OUTPUT_ELEMS, f);

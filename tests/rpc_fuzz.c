@@ -223,6 +223,7 @@ int main(int argc, char **argv) {
   io.ctx = NULL;
   memset(&target, 0, sizeof target);
   target.model_name = "fuzz";
+  target.fingerprint = "0123456789abcdef";
   target.input = g_in;
   target.input_count = N_IN;
   target.input_shape = k_in_shape;

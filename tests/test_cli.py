@@ -91,6 +91,6 @@ def test_stream_int8_build_reports_memory_and_quantization(tmp_path):
     assert r["total_ram_bytes"] == r["arena_bytes"] + r["state_bytes"] + r["stack_bytes"] <= 16 * 1024
     assert r["weights_bytes"] <= 0.3 * r["fp32_weights_bytes"]
     assert r["max_abs_err_vs_torch"] <= 1e-4  # the C against the int8 model it implements
-    assert r["int8_argmax_same_on_sample"] and r["int8_error_bound"] > 0
+    assert r["int8_argmax_same_on_check_input"] and r["int8_max_logit_change"] > 0 and r["int8_inputs_checked"] == 101
     header = (tmp_path / "s" / "model" / "model.h").read_text()
     assert "tvmgen_default_step(const float* frame" in header and "tvmgen_default_run" not in header

@@ -89,6 +89,9 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"^#include <(math|stdbool)\.h>\n", "", text, flags=re.M)
     text = re.sub(r"^void \w+\([^)]*\);\n", "", text, flags=re.M)
     text = re.sub(r"^(void \w+\()([^)]*)(\) \{)$", lambda m: m[1] + restrict_params(m[2]) + m[3], text, flags=re.M)
+    # CodeGenC prints a non-finite float constant as `inff` / `nanf`, which is not C
+    text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
+    text = re.sub(r"(?<![\w.])nanf\b", "NAN", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
     return constant_select_helpers(text) + text + "\n"
 

@@ -232,6 +232,7 @@ class DeviceInfo:
     units_per_tick: int
     unit: str  # "instructions" (QEMU -icount) or "cycles"
     call_names: tuple[str, ...]
+    fingerprint: str = ""  # hash of the weights and the plan; "" from a firmware that predates it
 
 
 @dataclass(frozen=True)
@@ -385,11 +386,13 @@ class RpcSession:
                     shapes.append(tuple(u32(pos + 1 + 4 * i) for i in range(ndim)))
                     pos += 1 + 4 * ndim
                 name = p[pos + 1:pos + 1 + p[pos]].decode("utf-8", "replace")
+                pos += 1 + p[pos]
+                fingerprint = p[pos + 1:pos + 1 + p[pos]].decode("ascii", "replace") if pos < len(p) else ""
             except IndexError as exc:
                 raise DeviceError(f"truncated INFO reply ({len(p)} bytes)") from exc
             num_calls = int.from_bytes(p[22:24], "little")
             self._info = DeviceInfo(name, shapes[0], shapes[1], u32(0), u32(4), u32(8), u32(12), u32(16),
-                                    UNITS.get(p[20], f"unit{p[20]}"), self._call_names(num_calls))
+                                    UNITS.get(p[20], f"unit{p[20]}"), self._call_names(num_calls), fingerprint)
         return self._info
 
     def _call_names(self, num_calls: int) -> tuple[str, ...]:

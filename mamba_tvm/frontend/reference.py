@@ -167,3 +167,44 @@ def reference_stream_logits(spec: ModelSpec, x: np.ndarray, dtype=torch.float32,
         for t in range(xt.shape[1]):
             states = list(step(xt[:, t], *states))
         return finish(states[0], torch.full((1, 1), 1.0 / xt.shape[1], dtype=dtype)).numpy()
+
+
+def first_nonfinite_layer(spec: ModelSpec, x: np.ndarray, int8: bool = False) -> str | None:
+    """Where values first stop being finite on input x, in execution order (None if the logits
+    are finite): the PyTorch reference run with hooks on every layer. Operators that are not
+    modules (the causal conv, the scan, the mean) are named by the layers around them."""
+    model = TinyMamba(spec, int8)
+    last_finite, found = ["the input"], []
+
+    def finite(t) -> bool:
+        return all(bool(torch.all(torch.isfinite(v))) for v in (t if isinstance(t, tuple) else (t,))
+                   if isinstance(v, torch.Tensor))
+
+    def before(name):
+        def check(_module, inputs):
+            if not found and not finite(inputs):
+                found.append(f"between {last_finite[0]} and layer '{name}'")
+        return check
+
+    def after(name):
+        def check(_module, _inputs, output):
+            if found:
+                return
+            if finite(output):
+                last_finite[0] = f"layer '{name}'"
+            else:
+                found.append(f"layer '{name}'")
+        return check
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    handles = [m.register_forward_pre_hook(before(n)) for n, m in leaves]
+    handles += [m.register_forward_hook(after(n)) for n, m in leaves]
+    try:
+        with torch.no_grad():
+            logits = model(torch.as_tensor(np.asarray(x), dtype=torch.float32))
+    finally:
+        for h in handles:
+            h.remove()
+    if found:
+        return found[0]
+    return None if finite(logits) else f"after {last_finite[0]}"

@@ -53,33 +53,48 @@ def flash_limit(board, platform: str | None = None) -> tuple[int, str]:
 
 
 def check_flash(board, weights_bytes: int, code_bytes_estimate: int = CODE_BYTES_ESTIMATE,
-                platform: str | None = None) -> int:
-    """Refuse weights that cannot fit the flash (known from the checkpoint, so check early)."""
+                platform: str | None = None, sample_bytes: int = 0) -> int:
+    """Refuse an image that cannot fit the flash: weights (as stored: int8 when quantized),
+    the baked-in sample input of a demo app, and a code estimate."""
     limit, name = flash_limit(board, platform)
-    need = weights_bytes + code_bytes_estimate
+    need = weights_bytes + code_bytes_estimate + sample_bytes
     if need > limit:
+        sample = f" + baked sample input {sample_bytes} B" if sample_bytes else ""
         raise BudgetError(
-            f"model does not fit {board.name} flash: weights {weights_bytes} B ({_kib(weights_bytes)}) "
+            f"model does not fit {board.name} flash: weights {weights_bytes} B ({_kib(weights_bytes)}){sample} "
             f"+ code ~{code_bytes_estimate} B = {_kib(need)} > {name} {limit} B ({_kib(limit)}); "
-            "try int8 weights (4x smaller), a smaller model, or a board with more flash")
+            + ("try a shorter --seq-len or --mode stream (a shorter demo input)" if sample_bytes > weights_bytes
+               else "try int8 weights (4x smaller), a smaller model, or a board with more flash"))
     return need
 
 
+def bss_region(board):
+    """The RAM region plain static buffers (.bss) land in: the board's largest RAM region
+    (zephyr,sram on the H7 and the S3, the only RAM of the emulated boards)."""
+    return max(board.ram, key=lambda m: m.size)
+
+
 def check_budget(board, arena_bytes: int, stack_bytes: int, state_bytes: int = 0, weights_bytes: int = 0,
-                 code_bytes_estimate: int = CODE_BYTES_ESTIMATE, platform: str | None = None) -> Placement:
-    """Pick the first (fastest) RAM region holding arena + stack + state; check the flash.
+                 code_bytes_estimate: int = CODE_BYTES_ESTIMATE, platform: str | None = None,
+                 input_bytes: int = 0, sample_bytes: int = 0) -> Placement:
+    """Pick the first (fastest) RAM region holding arena + stack + state; check that the
+    app's input buffer (input_bytes, in .bss) fits beside it, and the flash.
 
     Raises BudgetError with a one-line message when nothing fits.
     """
-    flash_bytes = check_flash(board, weights_bytes, code_bytes_estimate, platform)
+    flash_bytes = check_flash(board, weights_bytes, code_bytes_estimate, platform, sample_bytes)
     need = arena_bytes + stack_bytes + state_bytes
+    bss = bss_region(board)
     for region in board.ram:
-        if need <= region.size:
+        total = need + (input_bytes if region is bss else 0)
+        if total <= region.size and (region is bss or input_bytes <= bss.size):
             return Placement(region.name, region.address, need, region.size,
                              flash_bytes, flash_limit(board, platform)[0])
     largest = max(board.ram, key=lambda m: m.size)
-    parts = [f"arena {arena_bytes} B"] + [f"{k} {v} B" for k, v in (("stack", stack_bytes), ("state", state_bytes)) if v]
+    parts = [f"arena {arena_bytes} B"] + [f"{k} {v} B" for k, v in (
+        ("stack", stack_bytes), ("state", state_bytes), ("input buffer", input_bytes)) if v]
+    total = need + input_bytes
     raise BudgetError(
-        f"model does not fit {board.name} RAM: {' + '.join(parts)} = {need} B ({_kib(need)}) "
+        f"model does not fit {board.name} RAM: {' + '.join(parts)} = {total} B ({_kib(total)}) "
         f"> largest region {largest.name} {largest.size} B ({_kib(largest.size)}); "
         "try a shorter --seq-len, streaming mode, a smaller d_model, or a board with more RAM")

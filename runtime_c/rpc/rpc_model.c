@@ -88,6 +88,7 @@ void tvmgen_default_profile_end(int32_t call) {
 
 void rpc_model_target(struct rpc_target *t) {
   t->model_name = RPC_MODEL_NAME;
+  t->fingerprint = TVMGEN_DEFAULT_FINGERPRINT;
   t->input = g_input;
   t->input_count = RPC_INPUT_ELEMENTS;
   t->input_shape = k_input_shape;

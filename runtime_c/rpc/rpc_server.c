@@ -88,7 +88,9 @@ static struct result cmd_info(struct rpc_server *s) {
   const struct rpc_target *t = s->target;
   uint8_t *p = PAYLOAD(s);
   size_t n, name_len = strlen(t->model_name);
+  size_t print_len = t->fingerprint ? strlen(t->fingerprint) : 0u;
   if (name_len > 255u) name_len = 255u;
+  if (print_len > 64u) print_len = 64u;
   put_u32(p + 0, t->input_count);
   put_u32(p + 4, t->output_count);
   put_u32(p + 8, t->arena_bytes);
@@ -102,7 +104,10 @@ static struct result cmd_info(struct rpc_server *s) {
   n += put_shape(p + n, t->output_shape, t->output_ndim);
   p[n++] = (uint8_t)name_len;
   memcpy(p + n, t->model_name, name_len);
-  return ok(n + name_len);
+  n += name_len;
+  p[n++] = (uint8_t)print_len;
+  if (print_len) memcpy(p + n, t->fingerprint, print_len);
+  return ok(n + print_len);
 }
 
 static struct result cmd_call_names(struct rpc_server *s, const struct rpc_msg *m) {

@@ -47,6 +47,7 @@ enum rpc_unit { RPC_UNIT_INSTRUCTIONS = 0, RPC_UNIT_CYCLES = 1 };
 /* What the server serves. Tensors are float32 (the generated API's type). */
 struct rpc_target {
   const char *model_name;
+  const char *fingerprint; /* hash of the weights and the plan (model.h TVMGEN_DEFAULT_FINGERPRINT) */
   float *input;
   uint32_t input_count; /* elements */
   const uint32_t *input_shape;
