@@ -28,7 +28,7 @@ from mamba_tvm.device.qemu_rpc import QemuRpc
 from mamba_tvm.driver import DEFAULT_MODEL, build
 from mamba_tvm.errors import DeviceError
 from mamba_tvm.frontend import reference_logits
-from mamba_tvm.frontend.quantize import inputs_like
+from mamba_tvm.frontend.check_inputs import inputs_like
 from mamba_tvm.project.baremetal import build_elf, elf_forbidden_symbols, write_baremetal_project
 from mamba_tvm.project.rpc_firmware import build_rpc_firmware
 from tests.conftest import FIXTURES, RANDOM_MODELS
@@ -130,10 +130,15 @@ def test_float_constant_selects_are_emitted_as_tables(tmp_path):
 
 # ---- on the emulated LX7: parity in every execution form -------------------------------------------
 
+def _like(sample: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n inputs drawn like the sample (its per-feature mean and std)."""
+    return inputs_like(sample, n, sample.shape[1], sample.shape[2], seed)
+
+
 def _inputs(b, name: str) -> np.ndarray:
     """The sample and inputs drawn like it for the fixtures; Gaussian inputs for the random models."""
     if name in FIXTURES:
-        return np.concatenate([b.spec.sample_input, inputs_like(b.spec.sample_input, 2, seed=3)])
+        return np.concatenate([b.spec.sample_input, _like(b.spec.sample_input, 2, seed=3)])
     seq_len = RANDOM_MODELS[name][1]
     return np.random.default_rng(5).standard_normal((3, seq_len, b.spec.n_features)).astype(np.float32)
 
@@ -197,7 +202,7 @@ def test_build_cli_json(lx7_report):
 def test_profile_on_lx7(tmp_path, capsys):
     from mamba_tvm.profile import main
 
-    x = np.concatenate([_kws10_spec().sample_input, inputs_like(_kws10_spec().sample_input, 2, seed=9)])
+    x = np.concatenate([_kws10_spec().sample_input, _like(_kws10_spec().sample_input, 2, seed=9)])
     np.savez(tmp_path / "in.npz", inputs=x)
     out = tmp_path / "profile.json"
     assert main(["--target", "qemu/xtensa_lx7", "--repeat", "2", "--json", str(out), "--inputs",
