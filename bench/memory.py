@@ -1,13 +1,17 @@
-"""Memory and instruction benchmark: every fixture in every execution mode, measured in one run.
+"""Memory and instruction benchmark on both emulated cores, side by side, measured in one run.
 
 For each bundled model it compiles the layer-by-layer plan (TVM's usual whole-tensor
 schedule, the baseline), time-step fused whole-sequence inference, streaming, and both
-fused modes with int8 weights; builds each for the Cortex-M7 (nucleo_h743zi flags), links it
-for QEMU mps2-an500 and runs it there. Bytes come from the plan and from the arm-none-eabi
-linker map; instructions from the on-device timer under `-icount shift=0` (instructions,
-not cycles). Ratios are against the layer-by-layer plan of the same model.
+fused modes with int8 weights, and builds and runs each on both emulated cores:
+- Cortex-M7: the nucleo_h743zi flags, arm-none-eabi-gcc, QEMU mps2-an500 (instructions from
+  the on-device timer under `-icount shift=0`);
+- Xtensa LX7 with FPU: clang-22 with de233_fpu's ISA options (the ESP32-S3's but MUL32_HIGH),
+  QEMU sim (instructions from the core's ICOUNT register).
+Instructions, not cycles. Bytes come from the plan and from each core's linker map; the
+stack is measured on the device (stack painting). Ratios are against the layer-by-layer plan
+of the same model on the same core, and LX7/M7 compares the cores.
 
-    python bench/memory.py [--models kws10 kws3 har6] [--json out.json]
+    python bench/memory.py [--models kws10 kws3 har6] [--cores m7 lx7] [--json out.json]
 """
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boards  # noqa: E402
-from mamba_tvm.compiler import compile_model  # noqa: E402
 from mamba_tvm.device.qemu import run_elf  # noqa: E402
+from mamba_tvm.driver import compile_for_board  # noqa: E402
 from mamba_tvm.frontend import load_checkpoint, reference_logits  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
 from mamba_tvm.project.linker_map import model_footprint  # noqa: E402
+from schedules import load_schedule  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
 VARIANTS = [  # (label, mode, fusion, weights)
@@ -35,14 +40,31 @@ VARIANTS = [  # (label, mode, fusion, weights)
     ("timestep int8", "sequence", "timestep", "int8"),
     ("stream int8", "stream", "timestep", "int8"),
 ]
+#: core label -> (board whose compiler flags are used, board whose core the firmware is for)
+CORES = {"m7": ("nucleo_h743zi", "mps2_an500"), "lx7": ("xtensa_lx7", "xtensa_lx7")}
 
 
-def measure(spec, mode: str, fusion: str, weights: str, work: Path) -> dict:
+_COMPILED: dict = {}
+
+
+def compiled_for(spec, variant, board):
+    """The model compiled with the schedule record of the board's core; cores whose records
+    agree share one compile."""
+    key = (spec.name, variant, tuple(sorted(load_schedule(board.core).items())))
+    if key not in _COMPILED:
+        _, mode, fusion, weights = variant
+        _COMPILED[key] = compile_for_board(board, spec, spec.sample_input.shape[1], mode, fusion, weights)
+    return _COMPILED[key]
+
+
+def measure(spec, variant: tuple[str, str, str, str], core: str, work: Path) -> dict:
+    weights = variant[3]
+    flags_board, target_board = (boards.load_board(n) for n in CORES[core])
     x = spec.sample_input
-    compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights)
+    compiled = compiled_for(spec, variant, target_board)
     compiled.write(work / "model")
-    write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x,
-                            list(boards.load_board("nucleo_h743zi").cflags))
+    write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x, list(flags_board.cflags),
+                            core=target_board.core)
     elf = build_elf(work)
     run = run_elf(elf)
     ref = reference_logits(spec, x, int8=weights == "int8")[0]
@@ -58,29 +80,44 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["kws10", "kws3", "har6"])
+    p.add_argument("--cores", nargs="+", choices=sorted(CORES), default=["m7", "lx7"])
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    results = {}
-    header = (f"{'model':<7} {'variant':<17} {'arena':>8} {'state':>7} {'stack':>6} {'total RAM':>10} "
-              f"{'flash':>8} {'instructions':>13} {'RAM x':>7} {'instr x':>8} {'|err| own':>10} {'|err| fp32':>10}")
+    cores = [c for c in CORES if c in args.cores]
+    results: dict[str, dict] = {}
+    per_core = "".join(f" | {c.upper() + ' stack':>9} {'flash':>7} {'instructions':>13} {'instr x':>7}" for c in cores)
+    header = (f"{'model':<7} {'variant':<17} {'arena':>7} {'state':>6} {'RAM x':>6}{per_core}"
+              + (f" | {'LX7/M7':>6}" if len(cores) == 2 else "") + f" | {'|err| own':>9} {'|err| fp32':>10}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             spec = load_checkpoint(DATA / f"mambalite_{name}.npz")
-            base = None
-            for label, mode, fusion, weights in VARIANTS:
-                r = measure(spec, mode, fusion, weights, Path(tmp) / f"{name}_{mode}_{fusion}_{weights}")
-                base = base or r
-                results[f"{name}/{label}"] = r
-                print(f"{name:<7} {label:<17} {r['arena']:>8} {r['state']:>7} {r['stack']:>6} {r['total_ram']:>10} "
-                      f"{r['model_flash_bytes']:>8} {r['instructions']:>13,} "
-                      f"{r['total_ram'] / base['total_ram']:>7.3f} {r['instructions'] / base['instructions']:>8.3f} "
-                      f"{r['err_vs_own_ref']:>10.2e} {r['err_vs_fp32']:>10.2e}")
-    print("\nbytes: arena/state from the plan, stack measured on QEMU (stack painting), flash = the model's own\n"
-          ".text/.rodata sections in the linker map. The input (T x F floats) stays in the caller's buffer.\n"
-          "x = ratio to the layer-by-layer plan of the same model. |err| own = vs the PyTorch model with the\n"
-          "same weights (fp32 or int8); |err| fp32 = vs the fp32 PyTorch model.")
+            base: dict[str, dict] = {}
+            for variant in VARIANTS:
+                row = {c: measure(spec, variant, c, Path(tmp) / f"{name}_{c}_{'_'.join(variant[1:])}") for c in cores}
+                for c in cores:
+                    base.setdefault(c, row[c])
+                    results[f"{name}/{variant[0]}/{c}"] = row[c]
+                first = row[cores[0]]
+                line = (f"{name:<7} {variant[0]:<17} {first['arena']:>7} {first['state']:>6} "
+                        f"{first['total_ram'] / base[cores[0]]['total_ram']:>6.3f}")
+                for c in cores:
+                    r = row[c]
+                    line += (f" | {r['stack']:>9} {r['model_flash_bytes']:>7} {r['instructions']:>13,} "
+                             f"{r['instructions'] / base[c]['instructions']:>7.3f}")
+                if len(cores) == 2:
+                    line += f" | {row['lx7']['instructions'] / row['m7']['instructions']:>6.3f}"
+                err_own = max(row[c]["err_vs_own_ref"] for c in cores)
+                err_fp32 = max(row[c]["err_vs_fp32"] for c in cores)
+                print(line + f" | {err_own:>9.2e} {err_fp32:>10.2e}", flush=True)
+    print("\nbytes: arena/state from the plan (the same on both cores), stack measured on QEMU (stack painting),\n"
+          "flash = the model's own .text/.rodata sections in each core's linker map; the input (T x F floats)\n"
+          "stays in the caller's buffer. instructions: M7 from TIMER0 under -icount, LX7 from ICOUNT (window\n"
+          "spill handlers included); not cycles. x = ratio to the layer-by-layer plan of the same model on the\n"
+          "same core (RAM x on the first core); LX7/M7 = instructions on the LX7 over the M7. |err| own = vs\n"
+          "the PyTorch model with the same weights (fp32 or int8), |err| fp32 = vs the fp32 PyTorch model;\n"
+          "the larger of the two cores.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .driver import DEFAULT_MODEL
-from .errors import argument_parser, run_cli
+from .errors import argument_parser, exit_with, run_cli
 
 
 def positive_int(text: str) -> int:
@@ -88,4 +88,4 @@ def _main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

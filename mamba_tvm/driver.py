@@ -192,7 +192,7 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
             f"does not fit {board.name}); the host check ran all {x.shape[1]}")
     result["placement"] = _app_budget(board, platform, compiled, result["stack_bytes"], demo, app).region
     if platform == "qemu":
-        result.update(_qemu_build(staging, compiled, demo, cflags, run))
+        result.update(_qemu_build(staging, compiled, demo, cflags, run, board.core))
     elif platform == "zephyr":
         result.update(_zephyr_build(staging, board, compiled, demo, result, app, model_name))
     return result
@@ -252,12 +252,13 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, a
     return {"zephyr_app": str(app_dir), "zephyr_app_kind": app}
 
 
-def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool) -> dict:
+def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: bool,
+                core: str = "cortex-m7") -> dict:
     from .device.qemu import run_elf
     from .project.baremetal import build_elf, elf_forbidden_symbols, elf_size, write_baremetal_project
     from .project.linker_map import model_footprint
 
-    write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags)
+    write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags, core)
     elf = build_elf(staging)
     heap = elf_forbidden_symbols(elf)
     if heap:

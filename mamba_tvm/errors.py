@@ -83,3 +83,17 @@ def argument_parser(**kwargs):
             raise UsageError(f"{message} (see {self.prog} --help)")
 
     return Parser(**kwargs)
+
+
+def exit_with(code: int):
+    """sys.exit for a CLI's `__main__`; after an interrupt, leave at once: the cleanup is done,
+    and interpreter shutdown could meet a second KeyboardInterrupt left pending in TVM's FFI
+    (the process would then die by SIGINT instead of exiting 130)."""
+    import os
+    import sys
+
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeviceError, MambaTVMError, argument_parser, run_cli
+from .errors import DeviceError, MambaTVMError, argument_parser, exit_with, run_cli
 
 
 
@@ -149,7 +149,7 @@ def _open_session(args, stack: ExitStack, work: Path, compiled, model, board):
     from .project.rpc_firmware import build_rpc_firmware
 
     elf = build_rpc_firmware(work, work / "model", compiled, model.name, args.transport, profile=True,
-                             cflags=list(board.cflags))
+                             cflags=list(board.cflags), core=board.core)
     qemu = stack.enter_context(QemuRpc(elf, args.transport, timeout=args.timeout))
     return qemu.session, f"QEMU {board.name} over {args.transport}"
 
@@ -222,7 +222,7 @@ def profile(args) -> dict:
 
 def _print_report(report: dict) -> None:
     unit = report["unit"]
-    note = ("QEMU -icount shift=0: instructions executed, not cycles" if unit == "instructions"
+    note = ("instructions executed on QEMU, not cycles" if unit == "instructions"
             else "cycles of the board's counter")
     print(f"{report['model_name']} ({report['fusion']} fusion, {report['mode']}, {report['weights']} weights) "
           f"on {report['device']}; unit: {unit} ({note})")
@@ -254,4 +254,4 @@ def _main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -6,14 +6,16 @@ import subprocess
 
 import pytest
 
+import boards
 from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.project.stack_usage import model_stack_bytes, stack_usage
 
+_S3 = boards.load_board("esp32s3_devkitc")
 COMPILERS = {
     "gcc": ["gcc", "-O2"],
     "clang": ["clang", "-O2"],
     "arm-none-eabi-gcc": ["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-O2"],
-    "xtensa-lx106-elf-gcc": ["xtensa-lx106-elf-gcc", "-mlongcalls", "-O2"],
+    "clang-22-xtensa-lx7": [_S3.cc, *_S3.cflags],  # the ESP32-S3's LX7 with its FPU
 }
 
 

@@ -3,7 +3,9 @@ and oversized models refused before anything is left on disk.
 
 Zephyr is not installable here, so "valid" means what zephyr_check can establish: CMake
 lists naming real files, CONFIG_X=value lines, overlays accepted by cpp + dtc, and model C
-that cross-compiles -Werror with each board's compiler and flags.
+that cross-compiles -Werror with each board's compiler and flags. The apps set only what
+differs from the boards' own defaults (their defconfigs and devicetrees, read in the Zephyr
+tree): no board .conf, and an overlay only where the arena needs a memory region.
 """
 
 import os
@@ -50,10 +52,11 @@ def _copy_app(report, tmp_path) -> Path:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_app_layout(apps, target):
-    app, stem = _app(apps[target]), board_file_stem(_board(target))
+    app = _app(apps[target])
     for name in ("CMakeLists.txt", "prj.conf", "README.md", "src/main.c", "src/sample_input.h",
-                 f"boards/{stem}.conf", f"boards/{stem}.overlay", "model/model.c", "model/model.h"):
+                 "model/model.c", "model/model.h"):
         assert (app / name).is_file(), name
+    assert not (app / "boards").exists()  # console and RAM nodes are the board's own choices
     model_dir = Path(apps[target]["out_dir"]) / "model"
     for src in model_dir.glob("*.[ch]"):  # the model C is copied unchanged
         assert (app / "model" / src.name).read_bytes() == src.read_bytes()
@@ -74,10 +77,31 @@ def test_validator_passes(apps, target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_prj_conf(apps, target):
+    """A full C library (picolibc by default: expf), the FPU, and a main stack that holds the model's
+    stack + the printk margin, never below the SoC's default; nothing the board's defconfig sets."""
+    board = _board(target)
     conf = dict(line.split("=", 1) for line in (_app(apps[target]) / "prj.conf").read_text().splitlines()
                 if line.startswith("CONFIG_"))
-    assert conf["CONFIG_FPU"] == "y" and conf["CONFIG_NEWLIB_LIBC"] == "y"
-    assert int(conf["CONFIG_MAIN_STACK_SIZE"]) >= apps[target]["stack_bytes"] + 1024
+    assert conf["CONFIG_FPU"] == "y" and conf["CONFIG_REQUIRES_FULL_LIBC"] == "y"
+    assert "CONFIG_NEWLIB_LIBC" not in conf  # the Zephyr SDK's toolchains default to picolibc
+    for board_default in ("CONFIG_SERIAL", "CONFIG_CONSOLE", "CONFIG_UART_CONSOLE", "CONFIG_PRINTK",
+                          "CONFIG_FP_HARDABI"):
+        assert board_default not in conf, board_default
+    stack = int(conf.get("CONFIG_MAIN_STACK_SIZE", board.zephyr_main_stack_default))
+    assert stack >= apps[target]["stack_bytes"] + 1024 and stack >= board.zephyr_main_stack_default
+    if "CONFIG_MAIN_STACK_SIZE" in conf:
+        assert stack > board.zephyr_main_stack_default  # set only when the default is too small
+
+
+def test_s3_stack_measured_with_the_lx7_compiler(apps):
+    """The S3's stack figure comes from clang-22 for the LX7 with its FPU (not an LX106 soft-float
+    build), and the SoC's 4096 B default main stack is kept."""
+    r, board = apps[S3], _board(S3)
+    assert board.cc == "clang-22" and "+fp" in board.target_features and "+mul32high" in board.target_features
+    assert "clang-22 -fstack-usage" in (_app(r) / "prj.conf").read_text()
+    conf = (_app(r) / "prj.conf").read_text()
+    assert board.zephyr_main_stack_default == 4096 and "\nCONFIG_MAIN_STACK_SIZE=" not in conf
+    assert 0 < r["stack_bytes"] < 1024
 
 
 def test_placement_follows_the_numbers(apps):
@@ -85,27 +109,32 @@ def test_placement_follows_the_numbers(apps):
     need = r["arena_bytes"] + r["stack_bytes"] + r.get("state_bytes", 0)
     assert r["placement"] == ("DTCM" if need <= 128 * KB else "AXI_SRAM")
     app = _app(r)
-    cmake, overlay = (app / "CMakeLists.txt").read_text(), (app / "boards" / "nucleo_h743zi.overlay").read_text()
-    if r["placement"] == "DTCM":
-        assert '.dtcm_bss' in cmake and "zephyr,dtcm = &dtcm;" in overlay
+    cmake, readme = (app / "CMakeLists.txt").read_text(), (app / "README.md").read_text()
+    if r["placement"] == "DTCM":  # nucleo_h743zi.dts already chooses zephyr,dtcm = &dtcm
+        assert '.dtcm_bss' in cmake and "already chooses `&dtcm` as `zephyr,dtcm`" in readme
     else:
-        assert '.bss.mamba_arena' in cmake and "zephyr,sram = &sram0;" in overlay
+        assert '.bss.mamba_arena' in cmake and "already chooses `&sram0` as `zephyr,sram`" in readme
+    assert "not in DTCM" in readme or r["placement"] != "DTCM"  # main's stack is in zephyr,sram
     assert apps[S3]["placement"] == "SRAM1"  # the S3's first (and default) RAM region
 
 
-@pytest.mark.parametrize("region,expect", [
-    ("DTCM", ['section(\\".dtcm_bss\\")', "zephyr,dtcm = &dtcm;"]),
-    ("AXI_SRAM", ['section(\\".bss.mamba_arena\\")', "zephyr,sram = &sram0;"]),
-    ("SRAM4", ['section(\\"SRAM4\\")', 'zephyr,memory-region = "SRAM4";']),
+@pytest.mark.parametrize("region,expect,overlay", [
+    ("DTCM", ['section(\\".dtcm_bss\\")'], False),
+    ("AXI_SRAM", ['section(\\".bss.mamba_arena\\")'], False),
+    ("SRAM4", ['section(\\"SRAM4\\")', 'zephyr,memory-region = "SRAM4";'], True),
 ])
-def test_every_h7_region_generates_a_valid_app(apps, tmp_path, region, expect):
-    """Whichever region the numbers pick, the app places the arena there (checked in the object file)."""
+def test_every_h7_region_generates_a_valid_app(apps, tmp_path, region, expect, overlay):
+    """Whichever region the numbers pick, the app places the arena there (checked in the object file);
+    only a region the board's devicetree does not choose gets an overlay."""
     r, board = apps[H7], _board(H7)
     sizes = {k: r[k] for k in ("arena_bytes", "stack_bytes", "weights_bytes")}
     app = write_zephyr_app(tmp_path, board, Path(r["out_dir"]) / "model", np.zeros(4000, np.float32),
                            {**sizes, "placement": region})
-    text = (app / "CMakeLists.txt").read_text() + (app / "boards" / "nucleo_h743zi.overlay").read_text()
+    overlay_file = app / "boards" / "nucleo_h743zi.overlay"
+    assert overlay_file.is_file() == overlay
+    text = (app / "CMakeLists.txt").read_text() + (overlay_file.read_text() if overlay else "")
     assert all(e in text for e in expect), text
+    assert "zephyr,console" not in text and "current-speed" not in text  # board defaults, not repeated
     assert check_zephyr_app(app, board) == []  # includes: the arena symbol lands in that section
 
 
@@ -181,9 +210,9 @@ def test_rpc_app_lists_rpc_sources_and_profiles(rpc_apps, target):
     assert "printk(" not in main  # the console UART is the RPC channel
     conf = dict(line.split("=", 1) for line in (app / "prj.conf").read_text().splitlines()
                 if line.startswith("CONFIG_"))
-    assert conf["CONFIG_SERIAL"] == "y"
+    assert "CONFIG_SERIAL" not in conf  # the board's defconfig enables the UART driver
     assert all(conf[k] == "n" for k in ("CONFIG_PRINTK", "CONFIG_UART_CONSOLE", "CONFIG_LOG", "CONFIG_BOOT_BANNER"))
-    assert "zephyr,console = &" in next((app / "boards").glob("*.overlay")).read_text()
+    assert not (app / "boards").exists()  # the board's own zephyr,console is the RPC channel
     readme = (app / "README.md").read_text()
     assert f"--target {target}" in readme and "Not verified on hardware" in readme and "CONFIG_PRINTK=n" in readme
 
@@ -251,21 +280,35 @@ FAULTS = {
     "missing CMake source": (lambda a: _replace(a / "CMakeLists.txt", "src/main.c", "src/main.c src/nope.c"),
                              "src/nope.c"),
     "overlay syntax error": (lambda a: _replace(next((a / "boards").glob("*.overlay")), "};", "}"), "dtc"),
-    "misnamed board overlay": (lambda a: next((a / "boards").glob("*.overlay")).rename(a / "boards" / "x.overlay"),
-                               ".overlay missing"),
+    "misnamed board overlay": (lambda a: next((a / "boards").glob("*.overlay")).rename(
+        a / "boards" / "esp32s3_devkitc_procpu.overlay"), "Zephyr reads only boards/esp32s3_devkitc_esp32s3_procpu"),
+    "memory region overlay missing": (lambda a: next((a / "boards").glob("*.overlay")).unlink(),
+                                      'zephyr,memory-region "SRAM2"'),
     "model C warning": (lambda a: _replace(a / "model" / "model.c", "int32_t tvmgen_default_run(",
                                            "static int unused_fn(void) { return 0; }\nint32_t tvmgen_default_run("),
                         "model/model.c"),
 }
 
 
+@pytest.fixture(scope="module")
+def s3_sram2_app(apps, tmp_path_factory):
+    """An S3 app with the arena in SRAM2 (not the board's zephyr,sram): the case that needs an overlay."""
+    r = apps[S3]
+    sizes = {k: r[k] for k in ("arena_bytes", "stack_bytes", "weights_bytes", "state_bytes")}
+    app = write_zephyr_app(tmp_path_factory.mktemp("s3_sram2"), _board(S3), Path(r["out_dir"]) / "model",
+                           np.zeros((1, 100, 40), np.float32), {**sizes, "placement": "SRAM2"})
+    assert 'zephyr,memory-region = "SRAM2"' in (app / "boards" / "esp32s3_devkitc_esp32s3_procpu.overlay").read_text()
+    assert check_zephyr_app(app, _board(S3)) == []
+    return app
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_validator_catches_injected_faults(apps, tmp_path, fault):
+def test_validator_catches_injected_faults(apps, s3_sram2_app, tmp_path, fault):
     inject, expect = FAULTS[fault]
-    app = _copy_app(apps[S3] if fault == "misnamed board overlay" else apps[H7], tmp_path)
+    on_s3 = "overlay" in fault
+    app = Path(shutil.copytree(s3_sram2_app, tmp_path / "app")) if on_s3 else _copy_app(apps[H7], tmp_path)
     inject(app)
-    board = _board(S3 if fault == "misnamed board overlay" else H7)
-    problems = check_zephyr_app(app, board)
+    problems = check_zephyr_app(app, _board(S3 if on_s3 else H7))
     assert problems and any(expect in p for p in problems), problems
 
 

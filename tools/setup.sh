@@ -3,11 +3,14 @@
 # packages from pip. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
+# Xtensa LX7 (ESP32-S3 and its emulated stand-in): clang-22/llvm-22 compile and assemble
+# (Debian 12 has them in bookworm-security, 1:22.1.8-1~deb12u1), binutils-xtensa-lx106's GNU
+# ld/nm/size link and inspect, qemu-system-misc has qemu-system-xtensa (the de233_fpu core).
 APT_PACKAGES=(
   gcc clang make
   gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi
   qemu-system-arm
-  gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
+  clang-22 llvm-22 binutils-xtensa-lx106 qemu-system-misc
   device-tree-compiler cpp
 )
 missing=()

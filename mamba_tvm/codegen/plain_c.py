@@ -13,6 +13,7 @@ import tvm
 from tvm import s_tir, tirx
 
 from ..passes.make_plain_c_api import MakePlainCAPI
+from ..passes.select_constants import HELPER_PREFIX, SelectFloatConstantsFromTable
 
 TARGET = "c"
 
@@ -48,6 +49,7 @@ def plain_c_pipeline() -> tvm.transform.Pass:
         MakePlainCAPI,
         tirx.transform.SkipAssert(),
         tirx.transform.LowerIntrin(),
+        SelectFloatConstantsFromTable,  # last: nothing after it may fold a select back
     ])
 
 
@@ -66,7 +68,9 @@ def emit_kernels_c(mod: tvm.IRModule) -> tuple[str, tvm.IRModule]:
     return strip_tvm_boilerplate(source), lowered
 
 
-_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ (expf|logf|log1pf|tanhf|sqrtf|powf|exp|log|fabsf|fmaxf|fminf)\(")
+_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ (expf|logf|log1pf|tanhf|sqrtf|powf|exp|log|fabsf|fmaxf|fminf|"
+                         + HELPER_PREFIX + r"\w+)\(")
+_SELECT_HELPER = re.compile(HELPER_PREFIX + r"([0-9a-f]{8})_([0-9a-f]{8})\(")
 
 
 def strip_tvm_boilerplate(src: str) -> str:
@@ -89,7 +93,23 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
     text = re.sub(r"(?<![\w.])nanf\b", "NAN", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return text + "\n"
+    return constant_select_helpers(text) + text + "\n"
+
+
+def constant_select_helpers(text: str) -> str:
+    """Definitions of the mamba_select_<a>_<b> helpers `text` calls (passes/select_constants.py):
+    a static table of the two exact float bits, read by the condition."""
+    pairs = sorted(set(_SELECT_HELPER.findall(text)))
+    if not pairs:
+        return ""
+    out = ["/* A choice between two float constants reads a two-entry table: LLVM 22 for Xtensa cannot",
+           " * compile `c ? 1.0f : -1.0f` (passes/select_constants.py). Entries are exact IEEE-754 bits. */",
+           "typedef union { uint32_t bits; float value; } mamba_select_entry;"]
+    for a, b in pairs:
+        name = f"{HELPER_PREFIX}{a}_{b}"
+        out += [f"static const mamba_select_entry {name}_table[2] = {{{{0x{b}u}}, {{0x{a}u}}}};",
+                f"static inline float {name}(int32_t c) {{ return {name}_table[c != 0].value; }}"]
+    return "\n".join(out) + "\n\n"
 
 
 def restrict_params(params: str) -> str:

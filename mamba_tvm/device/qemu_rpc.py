@@ -1,13 +1,15 @@
-"""QEMU mps2-an500 running an RPC firmware, with an RpcSession on it; always cleaned up.
+"""QEMU running an RPC firmware, with an RpcSession on it; always cleaned up.
 
 Why a context manager: a QEMU that serves RPC never exits by itself (it waits for the
 next request), so whoever starts it must stop it, also when a test or the profiler
-fails halfway. Two transports, as the firmware was built (project/rpc_firmware.py):
+fails halfway. The machine follows from the ELF (mps2-an500 for Cortex-M7, the Xtensa
+sim for the LX7). Two transports, as the firmware was built (project/rpc_firmware.py):
 - "semihost": the firmware's semihosting stdin/stdout are QEMU's, so the session talks
   over the subprocess's pipes (QEMU 7.2 serves SYS_READ/WRITE only on its stdio);
-- "uart": UART0 on `-serial tcp:127.0.0.1:P,server=on,wait=on,nodelay=on`, reached
-  through pyserial's socket:// URL, the same code path as a board's serial port.
-Both run with `-icount shift=0`, so the device's timer counts instructions.
+- "uart" (mps2-an500 only): UART0 on `-serial tcp:127.0.0.1:P,server=on,wait=on,nodelay=on`,
+  reached through pyserial's socket:// URL, the same code path as a board's serial port.
+On mps2-an500 both run with `-icount shift=0`, so the device's timer counts instructions;
+the LX7 counts them itself (ICOUNT).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from mamba_tvm.device.qemu import QEMU, qemu_command
+from mamba_tvm.device.qemu import machine_for_elf
 from mamba_tvm.device.rpc import PipeTransport, RpcSession, SerialTransport
 from mamba_tvm.errors import DeviceError
 
@@ -34,9 +36,13 @@ def free_tcp_port() -> int:
 
 
 def rpc_qemu_command(elf: Path | str, serial: str = "none") -> list[str]:
-    """qemu_command with UART0 on `serial` (a QEMU -serial argument) instead of none. Always
-    -icount shift=0: the firmware reports 40 instructions per timer tick on that premise."""
-    cmd = qemu_command(elf, 0)
+    """The machine's command with UART0 on `serial` (a QEMU -serial argument) instead of none.
+    Always -icount shift=0 on mps2-an500: its firmware reports 40 instructions per timer tick
+    on that premise."""
+    machine = machine_for_elf(elf)
+    if serial != "none" and not machine.serial:
+        raise DeviceError(f"{machine.name} has no UART: its RPC firmware serves over semihosting")
+    cmd = machine.command(elf, 0)
     cmd[cmd.index("-serial") + 1] = serial
     return cmd
 
@@ -84,7 +90,8 @@ class QemuRpc:
         try:
             return subprocess.Popen(cmd, **kw)
         except FileNotFoundError as exc:
-            raise DeviceError(f"{QEMU} not found; install it with: apt-get install qemu-system-arm") from exc
+            machine = machine_for_elf(self.elf)
+            raise DeviceError(f"{machine.binary} not found; install it with: apt-get install {machine.package}") from exc
 
     def _start_semihost(self) -> PipeTransport:
         self._stderr = self._log()

@@ -1,29 +1,26 @@
-"""The RPC firmware for QEMU mps2-an500: the model served over a UART or semihosting.
+"""The RPC firmware for an emulated core: the model served over a UART or semihosting.
 
 Why a separate firmware: the run-once harness bakes one input in and prints once;
 profiling and many-input checks need a device that takes inputs and commands from
-the host (runtime_c/rpc, docs/rpc.md). It reuses the bare-metal startup, board
-layer and linker script, and baremetal.link_elf's compile line.
+the host (runtime_c/rpc, docs/rpc.md). It reuses the core's bare-metal startup, board
+layer, runtime and linker script, and its toolchain (cores.py): QEMU mps2-an500 serves
+over semihosting or its UART, the Xtensa sim (LX7) over semihosting (it has no UART).
 """
 from __future__ import annotations
 
 import math
 import os
-import shutil
 from pathlib import Path
 
 from mamba_tvm.errors import BuildError
-from mamba_tvm.project.baremetal import LINKER_SCRIPT, M7_CFLAGS, RUNTIME_DIR, elf_forbidden_symbols, link_elf
+from mamba_tvm.project.baremetal import M7_CFLAGS, elf_forbidden_symbols
+from mamba_tvm.project.cores import RUNTIME_DIR, bare_metal_core, build_firmware, copy_runtime
 
-RPC_DIR = RUNTIME_DIR.parent / "rpc"
+RPC_DIR = RUNTIME_DIR / "rpc"
 PROJECT = "rpc"
-BOARD_FILES = ("startup_m7.c", "board_mps2_an500.c", "board.h", LINKER_SCRIPT)
-RPC_SOURCES = ("main_rpc_mps2.c", "rpc_model.c", "rpc_frame.c", "rpc_server.c")
-RPC_HEADERS = ("rpc_model.h", "rpc_frame.h", "rpc_server.h", "rpc_transport.h")
-TRANSPORTS = {  # name -> (source, define)
-    "semihost": ("transport_semihost.c", "-DRPC_TRANSPORT_SEMIHOST"),
-    "uart": ("transport_cmsdk_uart.c", "-DRPC_TRANSPORT_UART"),
-}
+RPC_SOURCES = ("rpc/rpc_model.c", "rpc/rpc_frame.c", "rpc/rpc_server.c")
+RPC_HEADERS = ("rpc/rpc_model.h", "rpc/rpc_frame.h", "rpc/rpc_server.h", "rpc/rpc_transport.h")
+TRANSPORTS = ("semihost", "uart")
 PROFILE_DEFINE = "-DTVMGEN_DEFAULT_PROFILE"
 INFO_HEADER = "rpc_model_info.h"
 
@@ -64,39 +61,43 @@ def info_header(model_name: str, input_shape, output_shape) -> str:
     return "\n".join(lines + ["#endif", ""])
 
 
-def write_rpc_project(out_dir: Path | str, model_dir: Path | str, compiled, model_name: str) -> Path:
-    """Write out_dir/rpc/ (board files, RPC sources, rpc_model_info.h); return that dir."""
+def write_rpc_project(out_dir: Path | str, model_dir: Path | str, compiled, model_name: str,
+                      core: str = "cortex-m7") -> Path:
+    """Write out_dir/rpc/ (the core's board files, RPC sources, rpc_model_info.h); return that dir."""
     model_dir = Path(model_dir).resolve()
     missing = [f for f in ("model.h", *compiled.c_files) if not (model_dir / f).is_file()]
     if missing:
         raise BuildError(f"{', '.join(missing)} not found in {model_dir}: write the compiled model there first")
+    target = bare_metal_core(core)
     project = Path(out_dir).resolve() / PROJECT
     project.mkdir(parents=True, exist_ok=True)
-    for name in BOARD_FILES:
-        shutil.copyfile(RUNTIME_DIR / name, project / name)
-    for name in (*RPC_SOURCES, *RPC_HEADERS, *(src for src, _ in TRANSPORTS.values())):
-        shutil.copyfile(RPC_DIR / name, project / name)
+    copy_runtime(project, [*target.files, target.rpc_main, *RPC_SOURCES, *RPC_HEADERS,
+                           *(src for src, _ in target.rpc_transports.values())])
     (project / INFO_HEADER).write_text(model_info_header(compiled, model_name))
     return project
 
 
 def build_rpc_firmware(out_dir: Path | str, model_dir: Path | str, compiled, model_name: str,
                        transport: str = "semihost", profile: bool = True,
-                       cflags: list[str] | tuple[str, ...] = M7_CFLAGS) -> Path:
+                       cflags: list[str] | tuple[str, ...] = M7_CFLAGS, core: str = "cortex-m7") -> Path:
     """Build out_dir/rpc/rpc_<transport>[_profile].elf; BuildError if it fails or links a heap.
 
     profile=True compiles model.c and the firmware with -DTVMGEN_DEFAULT_PROFILE (per-call
     timing hooks); profile=False is the plain build, with no hook in the model at all.
+    `core` (the board file's) picks the startup, runtime, toolchain and transports.
     """
-    if transport not in TRANSPORTS:
-        raise BuildError(f"unknown RPC transport '{transport}' (known: {', '.join(TRANSPORTS)})")
-    project = write_rpc_project(out_dir, model_dir, compiled, model_name)
-    source, define = TRANSPORTS[transport]
+    target = bare_metal_core(core)
+    if transport not in target.rpc_transports:
+        raise BuildError(f"RPC transport '{transport}' is not available on {target.description} "
+                         f"(available: {', '.join(target.rpc_transports)})")
+    project = write_rpc_project(out_dir, model_dir, compiled, model_name, core)
+    source, define = target.rpc_transports[transport]
     model_rel = os.path.relpath(Path(model_dir).resolve(), project)
-    sources = [*BOARD_FILES[:2], *RPC_SOURCES, source, *(f"{model_rel}/{f}" for f in compiled.c_files)]
+    names = [Path(f).name for f in (*target.startup, target.rpc_main, *RPC_SOURCES, source)]
+    sources = [*names, *(f"{model_rel}/{f}" for f in compiled.c_files)]
     flags = [*cflags, define, *([PROFILE_DEFINE] if profile else [])]
-    elf = link_elf(project, sources, [".", model_rel], flags,
-                   elf_name=f"rpc_{transport}{'_profile' if profile else ''}.elf")
+    elf = build_firmware(target, project, sources, [".", model_rel], flags,
+                         elf_name=f"rpc_{transport}{'_profile' if profile else ''}.elf")
     heap = elf_forbidden_symbols(elf)
     if heap:
         raise BuildError(f"the RPC firmware links heap functions {heap}: nothing may allocate")

@@ -1,10 +1,12 @@
 """Zephyr application for a board: the unchanged model C plus thin glue, ready for `west build`.
 
-Why: boards other than the emulated M7 run Zephyr, and the model's arena should sit in
-the fastest RAM that holds it. The model C stays Zephyr-free; placement is applied from
-CMake through the TVMGEN_DEFAULT_*_SECTION macros that model.c leaves empty by default,
-and the board overlay makes sure the devicetree node that section lands in is enabled.
-No Zephyr tree is needed to write the app; zephyr_check.py validates it structurally.
+Why: real boards run Zephyr, and the model's arena should sit in the fastest RAM that
+holds it. The model C stays Zephyr-free; placement is applied from CMake through the
+TVMGEN_DEFAULT_*_SECTION macros that model.c leaves empty by default. The app sets only
+what differs from the board's own defaults (its defconfig and devicetree, checked against
+the Zephyr tree): a board overlay is written only when the arena goes to a RAM node the
+board does not already choose, and no board .conf at all. No Zephyr tree is needed to
+write the app; zephyr_check.py validates it structurally.
 
 Two kinds of app: "run" (the default) runs the model once on a baked-in sample and prints
 the logits; "rpc" serves the RPC protocol (docs/rpc.md) on the console UART, so that
@@ -32,6 +34,8 @@ RPC_APP_SOURCES = ("rpc_model.c", "rpc_server.c", "rpc_frame.c", "transport_zeph
 RPC_APP_HEADERS = ("rpc_model.h", "rpc_server.h", "rpc_frame.h", "rpc_transport.h")
 #: Margin over the model's measured stack for main()'s own frame and printk/cbprintf with %f.
 PRINTK_STACK_MARGIN = 2048
+#: kernel/Kconfig's MAIN_STACK_SIZE default, where the board file names no SoC default.
+KERNEL_MAIN_STACK_DEFAULT = 1024
 WEIGHTS_SECTION = ".rodata.mamba_weights"  # matched by Zephyr's `*(".rodata.*")`: stays in flash
 
 
@@ -41,20 +45,23 @@ class ZephyrRegion:
 
     label: str  # devicetree node label
     section: str  # input section for the arena
-    chosen: str | None = None  # chosen property that must point at the label
-    memory_region: str | None = None  # set when the node must become a `zephyr,memory-region`
+    chosen: str | None = None  # the board's devicetree already chooses the node as this
+    memory_region: str | None = None  # set when the overlay must make the node a `zephyr,memory-region`
 
 
 # The default RAM (`zephyr,sram`) takes plain .bss; the H7's DTCM has its own `.dtcm_bss`
-# (zeroed at boot when `zephyr,dtcm` is chosen; <zephyr/linker/section_tags.h>
-# __dtcm_bss_section). Other regions go through `zephyr,memory-region` (NOLOAD, not zeroed:
-# fine for the arena, which the model always writes before reading).
+# (zeroed at boot; <zephyr/linker/section_tags.h> __dtcm_bss_section). The boards' own
+# devicetrees already choose these nodes (boards/st/nucleo_h743zi/nucleo_h743zi.dts:
+# zephyr,sram = &sram0, zephyr,dtcm = &dtcm; boards/espressif/esp32s3_devkitc/
+# esp32s3_devkitc_esp32s3_procpu_common.dtsi: zephyr,sram = &sram1), and their console
+# (usart3, uart0 at 115200 baud), so the app repeats none of it. Other regions go through
+# `zephyr,memory-region` (NOLOAD, not zeroed: fine for the arena, which the model always
+# writes before reading), which needs an overlay.
 REGIONS = {
     ("nucleo_h743zi", "DTCM"): ZephyrRegion("dtcm", ".dtcm_bss", chosen="zephyr,dtcm"),
     ("nucleo_h743zi", "AXI_SRAM"): ZephyrRegion("sram0", ".bss.mamba_arena", chosen="zephyr,sram"),
     ("esp32s3_devkitc", "SRAM1"): ZephyrRegion("sram1", ".bss.mamba_arena", chosen="zephyr,sram"),
 }
-CONSOLES = {"nucleo_h743zi": "usart3", "esp32s3_devkitc": "uart0"}  # the boards' USB/UART bridges
 
 
 def zephyr_region(board, region: str) -> ZephyrRegion:
@@ -69,8 +76,25 @@ def board_file_stem(board) -> str:
     return board.zephyr_board.replace("/", "_")
 
 
-def main_stack_size(stack_bytes: int) -> int:
-    return max(2048, -(-(stack_bytes + PRINTK_STACK_MARGIN) // 512) * 512)
+def main_stack_default(board) -> int:
+    """CONFIG_MAIN_STACK_SIZE when the app sets none: the SoC's default, else the kernel's."""
+    return board.zephyr_main_stack_default or KERNEL_MAIN_STACK_DEFAULT
+
+
+def main_stack_size(board, stack_bytes: int) -> int:
+    """The main stack the app runs with: the model's stack + the margin, in 512 B steps, and
+    never less than the board's default."""
+    return max(main_stack_default(board), -(-(stack_bytes + PRINTK_STACK_MARGIN) // 512) * 512)
+
+
+def _stack_conf(board, stack_bytes: int, what: str) -> list[str]:
+    """prj.conf lines for the main stack: a setting only when the default is too small."""
+    need, default = -(-(stack_bytes + PRINTK_STACK_MARGIN) // 512) * 512, main_stack_default(board)
+    why = (f"# Main stack: model {stack_bytes} B ({board.cc} -fstack-usage with the board's flags) + "
+           f"{PRINTK_STACK_MARGIN} B for {what} = {need} B")
+    if need <= default:
+        return [why + f";", f"# the board's default CONFIG_MAIN_STACK_SIZE ({default} B) holds it."]
+    return [why + ", above the board's default " + f"({default} B).", f"CONFIG_MAIN_STACK_SIZE={need}"]
 
 
 def _section_attr(section: str) -> str:
@@ -114,67 +138,57 @@ target_compile_definitions(app PRIVATE
 {profile}"""
 
 
+_LIBC_CONF = ["# The model calls expf and log1pf: a full C library. Zephyr's default is picolibc (since 3.5),",
+              "# which has them; this only keeps the minimal libc (no libm) from being picked.",
+              "CONFIG_REQUIRES_FULL_LIBC=y",
+              "CONFIG_FPU=y"]
+
+
 def _prj_conf(board, report: dict, app: str = "run") -> str:
-    stack = main_stack_size(report["stack_bytes"])
     if app == "rpc":
-        return f"""# Generated by mamba_tvm for zephyr/{board.name}: the RPC server app.
-# The model calls expf: a full C library (MINIMAL_LIBC has no libm).
-CONFIG_NEWLIB_LIBC=y
-CONFIG_FPU=y
-# Model stack {report['stack_bytes']} B (-fstack-usage) + {PRINTK_STACK_MARGIN} B for main() and the RPC server, in 512 B steps.
-CONFIG_MAIN_STACK_SIZE={stack}
-# The console UART (zephyr,console in the board overlay) is the RPC channel. The serial driver
-# stays (transport_zephyr_uart.c polls it with uart_poll_in/uart_poll_out), but nothing else
-# may write text to it: no console driver, no printk, no logging, no boot banner.
-CONFIG_SERIAL=y
-CONFIG_CONSOLE=n
-CONFIG_UART_CONSOLE=n
-CONFIG_PRINTK=n
-CONFIG_LOG=n
-CONFIG_BOOT_BANNER=n
-"""
-    return f"""# Generated by mamba_tvm for zephyr/{board.name}.
-# The model calls expf: a full C library (MINIMAL_LIBC has no libm).
-CONFIG_NEWLIB_LIBC=y
-CONFIG_FPU=y
-# Model stack {report['stack_bytes']} B (-fstack-usage) + {PRINTK_STACK_MARGIN} B for main() and printk, in 512 B steps.
-CONFIG_MAIN_STACK_SIZE={stack}
-CONFIG_SERIAL=y
-CONFIG_CONSOLE=y
-CONFIG_UART_CONSOLE=y
-CONFIG_PRINTK=y
-# printk("%f") for the logits (the hex bits are printed too, for bit-exact checks).
-CONFIG_CBPRINTF_FP_SUPPORT=y
-"""
+        return "\n".join([
+            f"# Generated by mamba_tvm for zephyr/{board.name}: the RPC server app. Only what differs",
+            "# from the board's defaults (its defconfig enables the UART driver and console).",
+            *_LIBC_CONF,
+            *_stack_conf(board, report["stack_bytes"], "main() and the RPC server"),
+            "# The console UART (the board's zephyr,console) is the RPC channel. The serial driver",
+            "# stays (transport_zephyr_uart.c polls it with uart_poll_in/uart_poll_out), but nothing",
+            "# else may write text to it: no console driver, no printk, no logging, no boot banner.",
+            "CONFIG_CONSOLE=n",
+            "CONFIG_UART_CONSOLE=n",
+            "CONFIG_PRINTK=n",
+            "CONFIG_LOG=n",
+            "CONFIG_BOOT_BANNER=n",
+            ""])
+    return "\n".join([
+        f"# Generated by mamba_tvm for zephyr/{board.name}. Only what differs from the board's",
+        "# defaults (its defconfig enables the UART console; printk is on by default).",
+        *_LIBC_CONF,
+        *_stack_conf(board, report["stack_bytes"], "main() and printk"),
+        "# printk(\"%f\") for the logits (the hex bits are printed too, for bit-exact checks).",
+        "CONFIG_CBPRINTF_FP_SUPPORT=y",
+        ""])
 
 
-def _board_conf(board) -> str:
-    lines = [f"# Generated by mamba_tvm: {board.description}."]
-    if board.cc.startswith("arm-") and "-mfloat-abi=hard" in board.cflags:
-        lines += ["# Hard-float ABI, as the model was stack-checked with (board file cflags).", "CONFIG_FP_HARDABI=y"]
-    else:
-        lines.append("# Nothing board-specific beyond prj.conf.")
-    return "\n".join(lines) + "\n"
+def _overlay(board, region: str, zr: ZephyrRegion, arena_bytes: int) -> str | None:
+    """The board overlay, or None when the board's devicetree already has everything (the
+    console and the chosen RAM nodes): only a region that is not chosen needs one."""
+    if not zr.memory_region:
+        return None
+    return "\n".join([
+        f"/* Generated by mamba_tvm for {board.zephyr_board}: arena ({arena_bytes} B) in {region}",
+        f" * (section {zr.section} -> &{zr.label}); weights stay in flash. The node becomes a",
+        " * zephyr,memory-region so that the linker script gets an output section for it. */", "",
+        f"&{zr.label} {{", '\tcompatible = "zephyr,memory-region", "mmio-sram";',
+        f'\tzephyr,memory-region = "{zr.memory_region}";', '\tstatus = "okay";', "};", ""])
 
 
-def _overlay(board, region: str, zr: ZephyrRegion, arena_bytes: int) -> str:
-    console = CONSOLES.get(board.name)
-    chosen = [f"zephyr,console = &{console};"] if console else []
+def _placement_note(board, region: str, zr: ZephyrRegion) -> str:
+    """How the arena gets to its region, for the READMEs."""
     if zr.chosen:
-        chosen.append(f"{zr.chosen} = &{zr.label};")
-    out = [f"/* Generated by mamba_tvm for {board.zephyr_board}: arena ({arena_bytes} B) in {region}",
-           f" * (section {zr.section} -> &{zr.label}); weights stay in flash. */", "", "/ {"]
-    if chosen:
-        out += ["\tchosen {", *(f"\t\t{c}" for c in chosen), "\t};"]
-    out += ["};", ""]
-    if zr.memory_region:
-        out += [f"&{zr.label} {{", '\tcompatible = "zephyr,memory-region", "mmio-sram";',
-                f'\tzephyr,memory-region = "{zr.memory_region}";', '\tstatus = "okay";', "};", ""]
-    elif zr.chosen:
-        out += [f"&{zr.label} {{", '\tstatus = "okay";', "};", ""]
-    if console:
-        out += [f"&{console} {{", "\tcurrent-speed = <115200>;", '\tstatus = "okay";', "};", ""]
-    return "\n".join(out)
+        return (f"the board's devicetree already chooses `&{zr.label}` as `{zr.chosen}`, so the app "
+                "needs no overlay")
+    return f"`boards/{board_file_stem(board)}.overlay` makes `&{zr.label}` a `zephyr,memory-region`"
 
 
 def _main_c(board, region: str) -> str:
@@ -184,8 +198,8 @@ def _main_c(board, region: str) -> str:
  *   CYCLES <k_cycle_get_32 delta: run, or init + every step + finish when streaming>
  *   CYCLES_PER_SEC <its rate>  US <microseconds>  CLOCK_HZ <CPU clock, from the board file>
  *   ARENA_REGION <name>  RC <rc>  DONE
- * k_cycle_get_32 counts the system timer: CPU cycles where that is SysTick (Cortex-M),
- * a slower timer elsewhere (ESP32-S3: 16 MHz systimer); US is comparable across boards. */
+ * k_cycle_get_32 counts CPU cycles on both boards: SysTick on the Cortex-M7 (480 MHz on the
+ * H7), the CCOUNT register on the ESP32-S3's Xtensa LX7 (240 MHz); US is comparable. */
 #include <stdint.h>
 #include <string.h>
 
@@ -302,32 +316,67 @@ differ between the host and the board, so the last bits may not match).
 |---|---|
 | `model/` | the generated model C, unchanged and Zephyr-free (also `plan.json`, the arena plan) |
 | `src/main.c`, `src/sample_input.h` | Zephyr glue and the sample input (exact hex floats) |
-| `prj.conf` | newlib (for `expf`), FPU, console, main stack {main_stack_size(report['stack_bytes'])} B |
-| `boards/{stem}.conf` | board-only Kconfig |
-| `boards/{stem}.overlay` | console, and the devicetree node the arena lands in |
+| `prj.conf` | full C library (for `expf`), FPU, `%f` in printk{_stack_row(board, report)}; console and UART come from the board's defconfig |
+{_overlay_row(board, zr)}
 
-Memory: arena {report['arena_bytes']} B in **{region}** (section `{zr.section}`, node `&{zr.label}`),
-chosen as the fastest RAM region of the board file that holds arena + stack + state;
-weights {report['weights_bytes']} B are `const` in flash (section `{WEIGHTS_SECTION}`);
-model stack {report['stack_bytes']} B (GCC `-fstack-usage`); recurrent state {report.get('state_bytes', 0)} B
-in the arena's region too (TVMGEN_DEFAULT_STATE_SECTION); the budget counts arena, stack and state there.
+{_memory_text(board, region, zr, report)}
 
 ## What was checked when this app was generated, and what was not
 
-Checked by `mamba_tvm.project.zephyr_check` (no Zephyr tree involved): the CMake lists
-name existing files; every `.conf` line is `CONFIG_X=value`; the overlay passes `cpp` +
-`dtc` against a stub defining the labels it references; the model C compiles
-`-std=c99 -Wall -Wextra -Werror` with the board file's compiler and flags and the
-placement macros above; `main.c` compiles against stub Zephyr headers (its own C, not
-Zephyr's API). The same model C was built for the host and matched the PyTorch reference
-(`max_abs_err_vs_torch` in the report); `python -m mamba_tvm.build --target
-qemu/mps2_an500 --run` runs it on QEMU's Cortex-M7 with the nucleo_h743zi compiler flags.
+{_checked_text(board, zr, region)}
+"""
+
+
+def _stack_row(board, report: dict) -> str:
+    size = main_stack_size(board, report["stack_bytes"])
+    if size == main_stack_default(board):
+        return f"; the main stack stays at the board's default {size} B"
+    return f", main stack {size} B"
+
+
+def _overlay_row(board, zr: ZephyrRegion) -> str:
+    if zr.memory_region:
+        return f"| `boards/{board_file_stem(board)}.overlay` | makes `&{zr.label}`, where the arena goes, a `zephyr,memory-region` |"
+    return "| (no board overlay or .conf) | the board's devicetree already chooses the console and the arena's RAM |"
+
+
+def _memory_text(board, region: str, zr: ZephyrRegion, report: dict) -> str:
+    sram = next((z.label for (b, _), z in REGIONS.items() if b == board.name and z.chosen == "zephyr,sram"), None)
+    main_stack = main_stack_size(board, report["stack_bytes"])
+    if sram == zr.label:
+        stack = f"Zephyr puts the main thread's stack ({main_stack} B) in `zephyr,sram`, `&{sram}`: the same region."
+    else:
+        stack = (f"The budget counts that stack against {region} too, which errs on the safe side: Zephyr puts "
+                 f"the main thread's stack ({main_stack} B) in `zephyr,sram`{f' (`&{sram}`)' if sram else ''}, "
+                 f"not in {region}.")
+    return f"""Memory: arena {report['arena_bytes']} B in **{region}** (section `{zr.section}`, node `&{zr.label}`:
+{_placement_note(board, region, zr)}), the fastest RAM region of the board file that holds
+arena + stack + state; recurrent state {report.get('state_bytes', 0)} B in the same region
+(TVMGEN_DEFAULT_STATE_SECTION); weights {report['weights_bytes']} B are `const` in flash (section
+`{WEIGHTS_SECTION}`). Model stack {report['stack_bytes']} B ({board.cc} `-fstack-usage` with the board
+file's flags). {stack}"""
+
+
+def _checked_text(board, zr: ZephyrRegion, region: str) -> str:
+    compiler = {
+        "esp32s3_devkitc": "Debian's clang-22 and the ESP32-S3's own LX7 ISA options (single-precision FPU, "
+                           "MUL32_HIGH, ...: the board file's `target_features`), a stand-in for Espressif's GCC, "
+                           "which Zephyr uses and which was not available where this was generated,",
+    }.get(board.name, f"{board.cc} and the board file's flags")
+    emulated = ""
+    if board.emulation:
+        emulated = (f" `python -m mamba_tvm.build --target qemu/{board.emulation} --run` runs the same C on the "
+                    f"board's emulated stand-in (see mamba_tvm's docs/boards.md for how close it is).")
+    overlay = " the overlay passes `cpp` + `dtc`;" if zr.memory_region else ""
+    return f"""Checked by `mamba_tvm.project.zephyr_check` (no Zephyr tree involved): the CMake lists
+name existing files; every `.conf` line is `CONFIG_X=value`;{overlay} the model C compiles
+`-std=c99 -Wall -Wextra -Werror` with {compiler}, and the placement macros above;
+`main.c` compiles against stub Zephyr headers (its own C, not Zephyr's API). The same model C
+was built for the host and matched the PyTorch reference (`max_abs_err_vs_torch` in the
+report).{emulated}
 
 Not verified: `west build` itself (Kconfig symbol names, devicetree bindings, the linker
-placing `{zr.section}` in {region}), flashing, and timing on the board. The ESP32-S3 model C
-is compile-checked with Debian's xtensa-lx106 GCC (LX106, soft float), not the LX7
-Espressif toolchain Zephyr uses, so its stack figure is an estimate.
-"""
+placing `{zr.section}` in {region}), flashing, and timing on the board."""
 
 
 def _rpc_main_c(board) -> str:
@@ -346,8 +395,8 @@ def _rpc_readme(board, stem: str, region: str, zr: ZephyrRegion, report: dict) -
                            "second USB connector), but that is one more driver and devicetree node, which\n"
                            "cannot be checked here.",
     }.get(board.name, "Another UART would need its own USB-serial link.")
-    timer = {"nucleo_h743zi": "SysTick:\nCPU cycles.",
-             "esp32s3_devkitc": "the\n16 MHz system timer, not CPU cycles (one tick is 15 cycles at 240 MHz)."}.get(
+    timer = {"nucleo_h743zi": "SysTick:\nCPU cycles at 480 MHz.",
+             "esp32s3_devkitc": "the\nLX7's CCOUNT register: CPU cycles at 240 MHz."}.get(
                  board.name, "the\nkernel's hardware cycle counter.")
     boot_note = {"esp32s3_devkitc": "\nThe ESP32-S3's ROM and second-stage bootloader still print their boot log on\n"
                                     "UART0 before the app starts (outside Zephyr's Kconfig); the host skips those\n"
@@ -405,24 +454,22 @@ and caches and flash wait states count as they are: repeated runs may differ by 
 | `model/` | the generated model C, unchanged and Zephyr-free (also `plan.json`, the arena plan) |
 | `src/main.c` | Zephyr glue: fills the RPC target, k_cycle_get_32 timer, serves forever |
 | `rpc/` | the portable RPC server (`rpc_server.c`, `rpc_frame.c`), the model glue (`rpc_model.c`: buffers, sequence or streaming run, profiling hooks), `transport_zephyr_uart.c`, and `{INFO_HEADER}` (name and shapes INFO reports) |
-| `prj.conf` | newlib (for `expf`), FPU, serial driver without console output, main stack {main_stack_size(report['stack_bytes'])} B |
-| `boards/{stem}.conf` | board-only Kconfig |
-| `boards/{stem}.overlay` | console UART (the RPC channel), and the devicetree node the arena lands in |
+| `prj.conf` | full C library (for `expf`), FPU, console output off (the UART driver stays, from the board's defconfig){_stack_row(board, report)} |
+{_overlay_row(board, zr)}
 
-Memory: arena {report['arena_bytes']} B in **{region}** (section `{zr.section}`, node `&{zr.label}`);
-weights {report['weights_bytes']} B `const` in flash (section `{WEIGHTS_SECTION}`); model stack
-{report['stack_bytes']} B; recurrent state {report.get('state_bytes', 0)} B in the arena's region. The RPC
-server adds its own static buffers (~3.2 KB) and the input and output tensors in `.bss`.
+{_memory_text(board, region, zr, report)} The RPC server adds its own static buffers (~3.2 KB) and
+the input and output tensors in `.bss`.
 
 ## What was checked when this app was generated, and what was not
 
 Checked by `mamba_tvm.project.zephyr_check` (no Zephyr tree involved): the CMake lists name
-existing files; every `.conf` line is `CONFIG_X=value`; the overlay passes `cpp` + `dtc`;
+existing files; every `.conf` line is `CONFIG_X=value`;{" the overlay passes `cpp` + `dtc`;" if zr.memory_region else ""}
 the model C compiles `-std=c99 -Wall -Wextra -Werror` with the board file's compiler, flags,
 placement macros and `-DTVMGEN_DEFAULT_PROFILE`; `src/main.c` and `rpc/*.c` compile with the
 same flags against stub Zephyr headers (their own C, not Zephyr's API) and define the
-profiling hooks model.c calls. The same server and model glue run on QEMU's Cortex-M7 in
-mamba_tvm's tests (`python -m mamba_tvm.profile`), over an emulated UART too.
+profiling hooks model.c calls. The same server and model glue run in mamba_tvm's tests on
+QEMU's Cortex-M7 (over semihosting and an emulated UART) and Xtensa LX7 (over semihosting),
+through `python -m mamba_tvm.profile`.
 
 Not verified: `west build` (Kconfig symbols, devicetree, linking), flashing, the UART at real
 speed on the board (receive overruns are recovered by the host's retries), and the cycle
@@ -471,9 +518,10 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
     files = {
         "CMakeLists.txt": _cmakelists(board, [f"model/{c}" for c in c_files], region, zr, report, kind),
         "prj.conf": _prj_conf(board, report, kind),
-        f"boards/{stem}.conf": _board_conf(board),
-        f"boards/{stem}.overlay": _overlay(board, region, zr, report["arena_bytes"]),
     }
+    overlay = _overlay(board, region, zr, report["arena_bytes"])
+    if overlay is not None:
+        files[f"boards/{stem}.overlay"] = overlay
     if kind == "rpc":
         files.update({"src/main.c": _rpc_main_c(board),
                       f"rpc/{INFO_HEADER}": _rpc_info_header(src_dir, sample_input, compiled, model_name),
@@ -486,7 +534,7 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
     app = Path(out_dir) / APP_DIR
     if app.exists():
         shutil.rmtree(app)
-    for sub in ("model", "src", "boards", *(("rpc",) if kind == "rpc" else ())):
+    for sub in ("model", "src", *(("rpc",) if kind == "rpc" else ())):
         (app / sub).mkdir(parents=True)
     for p in sorted(src_dir.iterdir()):
         if p.suffix in (".c", ".h", ".json"):
@@ -495,5 +543,6 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
         for name in (*RPC_APP_SOURCES, *RPC_APP_HEADERS):
             shutil.copyfile(RPC_DIR / name, app / "rpc" / name)
     for name, text in files.items():
+        (app / name).parent.mkdir(exist_ok=True)
         (app / name).write_text(text)
     return app

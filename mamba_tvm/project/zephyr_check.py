@@ -161,20 +161,48 @@ def check_overlay(overlay: Path) -> list[str]:
     return []
 
 
-def check_board_files(app: Path, board) -> list[str]:
+def check_board_files(app: Path, board, defines: list[str] | None = None) -> list[str]:
+    """Board files are optional (the app repeats no board default), but any there must carry
+    the board target's name, and an arena in a custom memory region needs the overlay that
+    creates that region."""
     from .zephyr import board_file_stem
 
     stem = board_file_stem(board)
-    problems = [f"boards/{stem}{ext} missing (Zephyr looks for the board target with / -> _)"
-                for ext in (".conf", ".overlay") if not (app / "boards" / f"{stem}{ext}").is_file()]
-    for ov in sorted((app / "boards").glob("*.overlay")):
+    problems = []
+    for f in sorted((app / "boards").glob("*")) if (app / "boards").is_dir() else []:
+        if f.suffix in (".conf", ".overlay") and f.stem != stem:
+            problems.append(f"boards/{f.name}: Zephyr reads only boards/{stem}{f.suffix} for this board "
+                            "(the board target with / -> _)")
+    overlay = app / "boards" / f"{stem}.overlay"
+    for ov in sorted((app / "boards").glob("*.overlay")) if (app / "boards").is_dir() else []:
         problems += check_overlay(ov)
+    section = _arena_section(defines or [])
+    if section and not section.startswith((".bss", ".dtcm_bss")):
+        text = overlay.read_text() if overlay.is_file() else ""
+        if f'zephyr,memory-region = "{section}"' not in text:
+            problems.append(f"the arena goes to section {section}, but no boards/{stem}.overlay makes a node the "
+                            f'zephyr,memory-region "{section}" (the linker would have no such output section)')
     return problems
 
 
+def _arena_section(defines: list[str]) -> str | None:
+    return next((m[1] for d in defines if d.startswith("-DTVMGEN_DEFAULT_ARENA_SECTION=")
+                 for m in [SECTION_ATTR.search(d)] if m), None)
+
+
+def _binutil(cc: str, name: str) -> str:
+    """The object tool that goes with a compiler: arm-none-eabi-gcc -> arm-none-eabi-nm,
+    clang-22 -> llvm-nm-22 (the host's own nm may not know the target's ELF machine)."""
+    if cc.endswith("gcc"):
+        return cc[: -len("gcc")] + name
+    m = re.fullmatch(r"clang(-\d+)?", Path(cc).name)
+    if m:
+        return f"llvm-{name}{m[1] or ''}"
+    return name
+
+
 def _section_of(obj: Path, symbol: str, cc: str) -> str | None:
-    objdump = cc[: -len("gcc")] + "objdump" if cc.endswith("gcc") else "objdump"
-    out = subprocess.run([objdump, "-t", str(obj)], capture_output=True, text=True).stdout
+    out = subprocess.run([_binutil(cc, "objdump"), "-t", str(obj)], capture_output=True, text=True).stdout
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[-1] == symbol and len(parts) >= 4:
@@ -194,8 +222,7 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
     for f in sorted(model.glob("*.[ch]")):
         if re.search(r"#\s*include\s*[<\"]zephyr/", f.read_text()):
             problems.append(f"model/{f.name}: includes a Zephyr header; the model C must stay portable")
-    arena_section = next((m[1] for d in defines if d.startswith("-DTVMGEN_DEFAULT_ARENA_SECTION=")
-                          for m in [SECTION_ATTR.search(d)] if m), None)
+    arena_section = _arena_section(defines)
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (src.stem + ".o")
@@ -211,8 +238,7 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
 
 
 def _defined_symbols(obj: Path, cc: str) -> set[str]:
-    nm = cc[: -len("gcc")] + "nm" if cc.endswith("gcc") else "nm"
-    out = subprocess.run([nm, "--defined-only", str(obj)], capture_output=True, text=True).stdout
+    out = subprocess.run([_binutil(cc, "nm"), "--defined-only", str(obj)], capture_output=True, text=True).stdout
     return {parts[-1] for parts in map(str.split, out.splitlines()) if len(parts) >= 3}
 
 
@@ -256,7 +282,7 @@ def check_zephyr_app(app: Path | str, board) -> list[str]:
     app = Path(app)
     problems, defines = check_cmake(app)
     problems += check_confs(app)
-    problems += check_board_files(app, board)
+    problems += check_board_files(app, board, defines)
     problems += check_model_c(app, board, defines)
     problems += check_main_c(app, board, defines)
     if not (app / "README.md").is_file():

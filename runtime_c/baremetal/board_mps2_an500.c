@@ -1,10 +1,10 @@
-/* QEMU mps2-an500 board layer: semihosting console, CMSDK TIMER0, stack
+/* QEMU mps2-an500 board layer: semihosting console output, CMSDK TIMER0, stack
  * painting and semihosting exit.
  *
  * Why no stdio: newlib printf (and rdimon's file layer) link malloc, and the
  * generated model must be shown to run without a heap. Everything printed
  * here goes to the host's stdout through semihosting SYS_OPEN(":tt")/SYS_WRITE
- * (QEMU sends SYS_WRITE0 to stderr), formatted by the small routines below. */
+ * (QEMU sends SYS_WRITE0 to stderr), formatted by board_console.c. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,10 +25,7 @@ static int32_t semihost(uint32_t op, const void *arg) {
   return (int32_t)r0;
 }
 
-/* ---- console ---------------------------------------------------------- */
-#define CONSOLE_BUF 128u
-static char g_console[CONSOLE_BUF + 1u];
-static uint32_t g_console_len;
+/* ---- console output (formatting: board_console.c) ------------------------- */
 static int32_t g_stdout = -2; /* -2: not opened yet, -1: open failed */
 
 /* ":tt" opened for writing (mode 4, "w") is the host's stdout. */
@@ -42,53 +39,18 @@ static int32_t console_handle(void) {
   return g_stdout;
 }
 
-void board_flush(void) {
-  int32_t fd;
-  if (g_console_len == 0u) return;
-  fd = console_handle();
+void board_console_write(const char *s, uint32_t n) {
+  int32_t fd = console_handle();
   if (fd >= 0) {
-    const uint32_t args[3] = {(uint32_t)fd, (uint32_t)(uintptr_t)g_console, g_console_len};
+    const uint32_t args[3] = {(uint32_t)fd, (uint32_t)(uintptr_t)s, n};
     (void)semihost(SYS_WRITE, args);
-  } else {
-    g_console[g_console_len] = '\0';
-    (void)semihost(SYS_WRITE0, g_console);
+  } else { /* SYS_WRITE0 takes a NUL-terminated string (QEMU sends it to stderr) */
+    char line[129];
+    uint32_t i;
+    for (i = 0u; i < n && i < 128u; i++) line[i] = s[i];
+    line[i] = '\0';
+    (void)semihost(SYS_WRITE0, line);
   }
-  g_console_len = 0u;
-}
-
-void board_putc(char c) {
-  if (c == '\0') return; /* SYS_WRITE0 cannot carry NUL */
-  g_console[g_console_len++] = c;
-  if (c == '\n' || g_console_len == CONSOLE_BUF) board_flush();
-}
-
-void board_puts(const char *s) {
-  while (*s != '\0') board_putc(*s++);
-}
-
-void board_put_u32(uint32_t v) {
-  char digits[10];
-  uint32_t n = 0u;
-  do {
-    digits[n++] = (char)('0' + (v % 10u));
-    v /= 10u;
-  } while (v != 0u);
-  while (n > 0u) board_putc(digits[--n]);
-}
-
-void board_put_i32(int32_t v) {
-  if (v < 0) {
-    board_putc('-');
-    board_put_u32(0u - (uint32_t)v); /* well defined for INT32_MIN too */
-  } else {
-    board_put_u32((uint32_t)v);
-  }
-}
-
-void board_put_hex32(uint32_t v) {
-  static const char hex[] = "0123456789abcdef";
-  int shift;
-  for (shift = 28; shift >= 0; shift -= 4) board_putc(hex[(v >> (uint32_t)shift) & 0xFu]);
 }
 
 /* ---- CMSDK APB TIMER0: 32-bit down counter at 25 MHz ------------------- */

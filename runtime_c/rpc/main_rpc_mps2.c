@@ -17,6 +17,8 @@
 #include "rpc_server.h"
 #include "rpc_transport.h"
 
+#define TIMER0_HZ 25000000u
+#define INSTRUCTIONS_PER_TICK 40u /* 1 ns per instruction under -icount shift=0 */
 #define UART0_BASE 0x40004000u
 #define UART0_BAUDDIV 16u
 #define TIMER0_VALUE (*(volatile uint32_t *)0x40000004u) /* down counter */
@@ -60,8 +62,8 @@ int main(void) {
 
   rpc_model_target(&target);
   target.before_run = align_to_timer_tick;
-  target.timer_hz = BOARD_TIMER_HZ;
-  target.units_per_tick = BOARD_INSTRUCTIONS_PER_TICK;
+  target.timer_hz = TIMER0_HZ;
+  target.units_per_tick = INSTRUCTIONS_PER_TICK;
   target.unit = RPC_UNIT_INSTRUCTIONS;
 
 #if defined(RPC_TRANSPORT_UART)

@@ -9,9 +9,9 @@
  *
  * Timing: k_cycle_get_32(), the kernel's hardware cycle counter, at
  * sys_clock_hw_cycles_per_sec() (reported in INFO as timer_hz, unit "cycles",
- * 1 per tick). On a Cortex-M (SysTick) these are CPU cycles; on the ESP32-S3 they
- * are cycles of the 16 MHz system timer. The 32-bit counter wraps (after ~9 s at
- * 480 MHz): one RUN must be shorter than that.
+ * 1 per tick). These are CPU cycles on both boards: SysTick on the Cortex-M7 (480 MHz
+ * on the H7), the CCOUNT register on the ESP32-S3's LX7 (240 MHz). The 32-bit counter
+ * wraps (after ~9 s at 480 MHz, ~18 s at 240 MHz): one RUN must be shorter than that.
  *
  * The model side (buffers, sequence or streaming run, the profiling hooks that
  * -DTVMGEN_DEFAULT_PROFILE compiles in) is rpc_model.c, shared with the QEMU firmware. */

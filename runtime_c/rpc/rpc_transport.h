@@ -1,8 +1,8 @@
 /* The byte pipe the RPC server talks over, and the transports that provide one.
  *
  * Why an interface: the same server runs over a UART (boards, QEMU -serial),
- * semihosting (QEMU's stdio, ~100x faster than its UART) and Zephyr's UART
- * driver; each transport is one small file that fills this struct. */
+ * semihosting (QEMU's stdio, ~100x faster than its UART; ARM and Xtensa flavours)
+ * and Zephyr's UART driver; each transport is one small file that fills this struct. */
 #ifndef MAMBA_TVM_RPC_TRANSPORT_H_
 #define MAMBA_TVM_RPC_TRANSPORT_H_
 
@@ -25,6 +25,10 @@ void rpc_transport_cmsdk_uart_init(struct rpc_transport *t, uintptr_t base, uint
  * stdout). Returns 0, or -1 when the handles cannot be opened. read() returns -1
  * at end of input, so the server stops when the host closes the pipe. */
 int rpc_transport_semihost_init(struct rpc_transport *t);
+
+/* Xtensa semihosting (QEMU -semihosting): simcall read/write on fds 0 and 1, QEMU's
+ * stdin and stdout. read() returns -1 at end of input, as above. */
+void rpc_transport_xtensa_semihost_init(struct rpc_transport *t);
 
 /* Zephyr: polling uart_poll_in/uart_poll_out on the chosen zephyr,console.
  * Returns 0, or -1 when the device is not ready. */
