@@ -112,7 +112,7 @@ def import_model(model, seq_len: int) -> tvm.IRModule:
         from .frontend.onnx_import import import_onnx
 
         return import_onnx(model.onnx_model, seq_len)
-    return import_module(model.module, seq_len, model.n_features)
+    return import_module(model.traced, seq_len, model.n_features)
 
 
 def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "timestep",

@@ -44,8 +44,15 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
           trust_pickle: bool = False) -> dict:
+    """build_model's report (the CLI's JSON)."""
+    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle)[0]
+
+
+def build_model(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
+                mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
+                trust_pickle: bool = False):
     """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
-    the report.
+    (the report, the CompiledModel).
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
     over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md).
@@ -87,6 +94,8 @@ def build(target: str, model, out: Path | None = None, seq_len: int | None = Non
                   "weights_bytes": compiled.weights_bytes,
                   # the input stays in the caller's buffer (a (1, T, F) array, or one frame when streaming)
                   "input_owned_by": "caller"}
+        report["reference"] = ("the ONNX model in onnx's reference evaluator" if model.onnx_model is not None
+                               else "the PyTorch module, float32")
         if model.notes:
             report["notes"] = list(model.notes)
         host = _host_check(model_dir, compiled.c_files, x, reference)
@@ -118,7 +127,7 @@ def build(target: str, model, out: Path | None = None, seq_len: int | None = Non
         (staging / REPORT).write_text(json.dumps(report, indent=1) + "\n")
         output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target,
                        "model": report["model"]})
-    return report
+    return report, compiled
 
 
 def int8_graph_logits(model, x: np.ndarray) -> np.ndarray:
@@ -137,12 +146,11 @@ def int8_graph_logits(model, x: np.ndarray) -> np.ndarray:
 def _finite_reference(model, x: np.ndarray) -> np.ndarray:
     """The user's module's float32 logits; a model whose values overflow on the check input is
     refused, naming where they stop being finite."""
-    from .frontend import reference_logits
     from .frontend.reference import first_nonfinite_layer
 
-    logits = reference_logits(model.module, x)[0]
+    logits = model.reference(x)[0]
     if not np.all(np.isfinite(logits)):
-        where = first_nonfinite_layer(model.module, x) or "the logits"
+        where = (first_nonfinite_layer(model.module, x) if model.module is not None else None) or "the logits"
         raise CompileError(f"the model's values stop being finite {where} on the check input "
                            f"(float32 overflow: weights too large?); nothing was built")
     return logits

@@ -25,6 +25,23 @@ class BudgetError(CompileError):
     """The model does not fit the board: its arena + stack exceed every RAM region, or its weights the flash."""
 
 
+class TimeSplitError(CompileError):
+    """The graph has an operator that mixes time steps in a way no step form exists for."""
+
+
+def _survive_tvm_passes():
+    """Raised inside a Python pass that TVM's pass infrastructure calls, an exception crosses
+    C++ and comes back as a RuntimeError unless tvm_ffi knows its class by name; then the CLI
+    would call a user's mistake an internal error."""
+    import tvm_ffi
+
+    for cls in (MambaTVMError, CheckpointError, CompileError, BuildError, DeviceError, BudgetError, TimeSplitError):
+        tvm_ffi.register_error(cls)
+
+
+_survive_tvm_passes()
+
+
 def cli_error(exc: BaseException) -> tuple[str, int]:
     """The one `error:` line and exit code a CLI prints for an exception: 1 for what a user
     can fix (a MambaTVMError), 2 for a compiler bug (anything else, e.g. from deep in TVM)."""

@@ -7,6 +7,7 @@ import tvm
 from tvm import relax
 
 from .passes import FuseEpilogues, HoistKernelTemporaries, UnrollReductions
+from .passes.canonicalize import CanonicalizeImport
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
 from .passes.name_kernels import NameKernelsAfterLayers
@@ -20,7 +21,7 @@ def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = 
     """Relax, operators whole: fold the weights, split the time step (time-step fusion),
     quantize (int8), then lower the Mamba operators to their kernels (lower=False stops
     before, for graph_reference)."""
-    return ([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
+    return ([relax.transform.DecomposeOpsForInference(), CanonicalizeImport, relax.transform.FoldConstant(),
              FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains, SplitLinearOutputs, SinkBindings]
             + [SplitTimeStep] * (fusion == "timestep")
             + [QuantizeWeights] * (weights == "int8")

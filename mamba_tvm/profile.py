@@ -112,13 +112,11 @@ def check_inputs(session, model, x: np.ndarray, labels: np.ndarray | None, int8:
     """Every input through the device and the reference: the user's module, and for int8 builds
     first the quantized graph (what the int8 C computes), then the fp32 module as well:
     argmax agreement, max |error|, accuracy."""
-    from .frontend import reference_logits
-
     device = np.stack([session.infer(xi[None])[0] for xi in x])
     if not np.all(np.isfinite(device)):
         bad = int(np.argmax(~np.all(np.isfinite(device), axis=1)))
         raise DeviceError(f"the device returned non-finite logits for input {bad}: {device[bad].tolist()}")
-    fp32 = reference_logits(model.module, x)
+    fp32 = model.reference(x)
     if int8:
         from .driver import int8_graph_logits
 

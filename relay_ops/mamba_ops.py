@@ -57,8 +57,21 @@ def _tuple_of(*indices):
     return lambda args: relax.TupleType([args[i].ty for i in indices])
 
 
+def _reduce(op):
+    """aten.amax/amin (missing from TVM 0.27's translator) as R.max/R.min."""
+    def convert(node, importer):
+        args = importer.retrieve_args(node)
+        x, dims = args[0], args[1] if len(args) > 1 else None
+        keepdims = bool(args[2]) if len(args) > 2 else False
+        axis = None if not dims else [int(d) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+        return importer.block_builder.emit(op(x, axis=axis, keepdims=keepdims))
+    return convert
+
+
 #: node targets of the exported program -> converter for `from_exported_program`
 CUSTOM_CONVERT_MAP = {
+    "amax.default": _reduce(relax.op.max),
+    "amin.default": _reduce(relax.op.min),
     "causal_conv1d_silu.default": _import("causal_conv1d_silu", lambda a: a[0].ty),
     "selective_scan.default": _import("selective_scan", lambda a: a[0].ty),
     "causal_conv1d_silu_step.default": _import("causal_conv1d_silu_step", _tuple_of(0, 1)),

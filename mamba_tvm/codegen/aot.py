@@ -15,7 +15,7 @@ from .plain_c import emit_kernels_c, restrict_params
 
 PREFIX = "tvmgen_default"
 
-C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint8": "uint8_t"}
+C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint8": "uint8_t", "int64": "int64_t"}
 
 
 def _c_type(dtype: str) -> str:
@@ -216,10 +216,10 @@ def _model_c(layout: _Layout, model_name: str) -> str:
         t = step.tensors[src]
         lines.append(f"  for (i = 0; i < {t.nbytes // 4}; ++i) state->{dst}[i] = tvmgen_default_arena[{t.offset // 4} + i];")
     lines += ["  state->steps += 1;", "  return 0;", "}", "",
-              f"{qual}int32_t tvmgen_default_finish({state_t}* state, struct tvmgen_default_outputs* outputs) {{",
-              "  float inv_steps[1];",
-              "  if (state->steps <= 0) return -1;",
-              "  inv_steps[0] = 1.0f / (float)state->steps;"]
+              f"{qual}int32_t tvmgen_default_finish({state_t}* state, struct tvmgen_default_outputs* outputs) {{"]
+    uses_steps = any(finish.inputs[0] in c.args for c in finish.calls)  # a mean over time; not max/last pooling
+    lines += ["  float inv_steps[1];"] * uses_steps + ["  if (state->steps <= 0) return -1;"]
+    lines += ["  inv_steps[0] = 1.0f / (float)state->steps;"] * uses_steps
     names = {finish.inputs[0]: "inv_steps", finish.outputs[0]: "outputs->output",
              **{n: f"state->{n}" for n in finish.state}}
     lines += _call_lines(finish, len(step.calls), names)

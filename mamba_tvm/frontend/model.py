@@ -23,7 +23,7 @@ from .checkpoint import ModelSpec, load_checkpoint
 @dataclass
 class Model:
     name: str
-    module: torch.nn.Module  # the user's module: what the C must compute
+    module: torch.nn.Module | None  # the user's module: what the C must compute (None for ONNX)
     n_features: int
     sample_input: np.ndarray | None = None  # (1, T, n_features)
     extras: dict = field(default_factory=dict)
@@ -31,12 +31,34 @@ class Model:
     spec: ModelSpec | None = None  # set when the model came from a TinyMamba state_dict
     source: str = "module"  # state_dict | module | pt2 | onnx
     onnx_model: object | None = None  # the ONNX ModelProto of the onnx route
+    traced: torch.nn.Module | None = None  # what torch.export traces: the module, foreign mixers swapped (a copy)
+
+    def __post_init__(self):
+        if self.traced is None:
+            self.traced = self.module
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The user's model on x (N, T, F): their module in float32, or the ONNX model in onnx's
+        reference evaluator."""
+        if self.onnx_model is not None:
+            from .onnx_ops import run_reference
+
+            return run_reference(self.onnx_model, x)
+        from .reference import reference_logits
+
+        return reference_logits(self.module, x)
+
+    def _weights(self) -> list[np.ndarray]:
+        if self.onnx_model is not None:
+            from onnx import numpy_helper
+
+            return [numpy_helper.to_array(t) for t in self.onnx_model.graph.initializer]
+        return [t.detach().cpu().numpy() for t in self.module.state_dict().values()]
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of the module's parameters and buffers as float32 (what fp32 weights cost)."""
-        tensors = list(self.module.state_dict().values())
-        return sum(t.numel() * 4 for t in tensors if t.is_floating_point())
+        """Bytes of the model's floating-point weights as float32 (what fp32 weights cost)."""
+        return sum(w.size * 4 for w in self._weights() if np.issubdtype(w.dtype, np.floating))
 
     def estimated_weight_bytes(self, weights: str) -> int:
         """An early estimate of the stored weights: int8 matrices take a byte an element plus a
@@ -44,10 +66,9 @@ class Model:
         if weights != "int8":
             return self.weight_bytes
         total = 0
-        for t in self.module.state_dict().values():
-            if not t.is_floating_point():
-                continue
-            total += t.numel() + 4 * t.shape[0] if t.dim() == 2 else 4 * t.numel()
+        for w in self._weights():
+            if np.issubdtype(w.dtype, np.floating):
+                total += w.size + 4 * w.shape[0] if w.ndim == 2 else 4 * w.size
         return total
 
 
@@ -66,9 +87,11 @@ def model_from_module(module: torch.nn.Module, example_input, name: str = "model
     x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)
     if x.ndim != 3 or x.shape[0] != 1:
         raise CheckpointError(f"the example input has shape {tuple(x.shape)}; expected (1, T, features)")
+    import copy
+
     notes = []
-    module = swap_mixers(module.eval(), notes)
-    return Model(name, module, int(x.shape[2]), x, notes=notes, source="module")
+    traced = swap_mixers(copy.deepcopy(module).eval(), notes)
+    return Model(name, module.eval(), int(x.shape[2]), x, notes=notes, source="module", traced=traced)
 
 
 def load_model(path: str | Path, trust_pickle: bool = False) -> Model:
@@ -103,10 +126,11 @@ def _load_pickled_module(path: Path) -> torch.nn.Module | None:
 def _module_model(module: torch.nn.Module, path: Path) -> Model:
     from .mixers import swap_mixers
 
+    import copy
+
     notes = []
-    module = swap_mixers(module.eval(), notes)
-    n_features = _input_features(module)
-    return Model(path.stem, module, n_features, notes=notes, source="module")
+    traced = swap_mixers(copy.deepcopy(module).eval(), notes)
+    return Model(path.stem, module.eval(), _input_features(module), notes=notes, source="module", traced=traced)
 
 
 def _input_features(module: torch.nn.Module) -> int:

@@ -28,10 +28,9 @@ def quantization_error(model, check: np.ndarray, run_c, n: int = 100, seed: int 
     int8 C itself (run_c: x -> logits) on the check input and n random inputs drawn like the
     sample: the largest logit change seen and how often the argmax stays the same."""
     from .check_inputs import inputs_like
-    from .reference import reference_logits
 
     x = np.concatenate([check, inputs_like(model.sample_input, n, check.shape[1], model.n_features, seed)])
-    fp32 = reference_logits(model.module, x)
+    fp32 = model.reference(x)
     int8 = np.stack([run_c(xi[None]) for xi in x])
     same = fp32.argmax(1) == int8.argmax(1)
     drawn = "drawn like sample_input" if model.sample_input is not None else "N(0, 1)"

@@ -113,7 +113,8 @@ class _Rewriter:
         if op == "relax.matmul":
             a, w = value.args
             W = _const(w)
-            if W is not None and W.ndim == 2 and str(w.ty.dtype) == "float32":
+            if W is not None and W.ndim >= 2 and all(d == 1 for d in W.shape[:-2]) and str(w.ty.dtype) == "float32":
+                W = W.reshape(W.shape[-2:])  # a batched matmul against one broadcast matrix is a linear layer
                 self.affine[var] = Affine(self.through_reshapes(a), W.astype(np.float64), None, [var])
         elif op == "relax.add":
             x, y = value.args

@@ -19,10 +19,14 @@ def MakePlainCAPI(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     for gv, func in mod.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
-        params, decls = [], []
+        params, decls, seen = [], [], set()
         for p in func.params:
             if _is_buffer_param(p):
-                ptr = tirx.Var(p.name, ir.PointerType(p.ty.dtype))
+                name, i = p.name, 1
+                while name in seen:  # legalized multi-output ops name every output alike (T_split)
+                    name, i = f"{p.name}_{i}", i + 1
+                seen.add(name)
+                ptr = tirx.Var(name, ir.PointerType(p.ty.dtype))
                 params.append(ptr)
                 decls.append(tirx.DeclBuffer(p, data=ptr))
             else:

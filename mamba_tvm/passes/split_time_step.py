@@ -38,7 +38,7 @@ from tvm import ir, relax
 
 from relay_ops.mamba_ops import mamba_call, op_name, operands
 
-from ..errors import CompileError
+from ..errors import TimeSplitError
 
 STATE_NAMES = "mamba_tvm.state_names"
 STATE_INIT = "mamba_tvm.state_init"
@@ -54,10 +54,6 @@ ELEMENTWISE = {
 }
 REDUCTIONS = {"relax.mean": "mean", "relax.sum": "sum", "relax.max": "max", "relax.min": "min"}
 NORMS = {"relax.nn.layer_norm", "relax.nn.rms_norm", "relax.nn.group_norm"}
-
-
-class TimeSplitError(CompileError):
-    """The graph has an operator that mixes time steps in a way no step form exists for."""
 
 
 @dataclass
