@@ -6,7 +6,8 @@ or mode changes is which list is used, not code spread across modules.
 import tvm
 from tvm import relax
 
-from .passes import FuseEpilogues, HoistKernelTemporaries, UnrollReductions
+from .passes import (BlockMatvec, ContractFMA, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
+                     UnrollReductions)
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
@@ -23,11 +24,19 @@ def graph_passes() -> list:
     ]
 
 
-def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4) -> list:
-    """Per-kernel TIR: no intermediate left full-size, MAC loops unrolled (unroll=1: not),
-    nothing large left on the C stack."""
-    return ([FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
-            + [HoistKernelTemporaries(stack_limit)])
+def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
+                  exp: str = "poly6", fma: bool = True, matvec_block: int = 8, scan_unroll: int = 1,
+                  scan_hoist: bool = True, scan_base2: bool = True) -> list:
+    """Per-kernel TIR: matrix-vector products register-blocked with their weights laid out for
+    the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
+    (unroll=1: not), exp/softplus as inline polynomials (exp="libm": C library calls),
+    the scan's state loop unrolled with exp's range check hoisted per channel and exp in base 2
+    where proven in range, multiply-adds fused (fma=False: mul+add), nothing large left on the
+    C stack."""
+    return ([BlockMatvec(matvec_block, unroll)] * (matvec_block > 1)
+            + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
+            + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2), ContractFMA(fma),
+               HoistKernelTemporaries(stack_limit)])
 
 
 def call_passes() -> list:
@@ -40,7 +49,9 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True,
-                 unroll: int = 4) -> tvm.transform.Pass:
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues, unroll)
+def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
+                 exp: str = "poly6", fma: bool = True, matvec_block: int = 8, scan_unroll: int = 1,
+                 scan_hoist: bool = True, scan_base2: bool = True) -> tvm.transform.Pass:
+    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues, unroll, exp, fma,
+                                                                   matvec_block, scan_unroll, scan_hoist, scan_base2)
                                     + call_passes(), name="mamba_tvm_mcu")

@@ -55,6 +55,7 @@ class PlannedProgram:
     unplanned_bytes: int = 0  # every arena tensor back to back: what no reuse would cost
     state: list[str] = field(default_factory=list)  # state parameters (streaming), kept by the caller
     copy_back: list[tuple[str, str]] = field(default_factory=list)  # (arena tensor, state) after the calls
+    helpers: dict[str, tirx.PrimFunc] = field(default_factory=dict)  # scalar functions the kernels call (fast math)
 
     def arena_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.kind == "arena"]
@@ -119,7 +120,7 @@ class _Reader:
                     self.tensors[src].last_use = len(self.calls)  # read by the copy after the last call
                     copy_back.append((src, dst))
             program = PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [], state=state,
-                                     copy_back=copy_back)
+                                     copy_back=copy_back, helpers=self._helpers())
             return program
         for i, name in enumerate(results):
             t = self.tensors[name]
@@ -131,10 +132,15 @@ class _Reader:
         for call in self.calls:
             call.args = [renamed.get(a, a) for a in call.args]
         return PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [renamed[n] for n in results],
-                              state=state)
+                              state=state, helpers=self._helpers())
 
     def _kernels(self) -> dict:
         return {c.kernel: self.mod[c.kernel] for c in self.calls}
+
+    def _helpers(self) -> dict:
+        from .codegen.plain_c import callees
+
+        return {name: self.mod[gv] for f in self._kernels().values() for name, gv in callees(f).items()}
 
     def _binding(self, var, value):
         if isinstance(value, relax.Call) and isinstance(value.op, ir.GlobalVar):

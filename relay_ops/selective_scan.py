@@ -16,6 +16,12 @@ from tvm import relax
 from tvm.script import tirx as T
 
 
+#: annotation of the loop over the state: exp(delta * a[n]) with delta >= 0 and a[n] = A[d, n]
+#: (times A_scale[n] with int8 A): the parameters whose constants bound exp's argument, read by
+#: passes/scan_schedule.py to hoist the range check
+STATE_LOOP = "mamba_tvm.state_loop"
+
+
 def _dequantized_A(A, A_scale, dtype):
     return A if A_scale is None else A.to(dtype) * A_scale.to(dtype)
 
@@ -49,6 +55,7 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
     """TIR: channel loop outside, sequential time loop inside; h is the per-channel state."""
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
+    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A_rows, a_row, D, z, y, h, delta, acc, b, d):
@@ -61,8 +68,8 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
             # softplus with torch's threshold: linear above 20
             delta[0] = T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))
             acc[0] = D[d] * u[b, t, d]
-            for n in range(d_state):
-                h[n] = T.exp(delta[0] * A_rows[a_row, n]) * h[n] + delta[0] * x_dbl[b, t, b_off + n] * u[b, t, d]
+            for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
+                h[n] = T.exp(delta[0] * A_rows[a_row, n]) * h[n] + x_dbl[b, t, b_off + n] * (delta[0] * u[b, t, d])
                 acc[0] = acc[0] + x_dbl[b, t, c_off + n] * h[n]
             y[b, t, d] = acc[0] * (z[b, t, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, t, d])))
 
@@ -147,6 +154,7 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
     """TIR: the body of the sequential scan for one t; the state is updated in place."""
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
+    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A_rows, a_row, D, z, h, y, delta, acc, b, d):
@@ -155,8 +163,8 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             delta[0] = delta[0] + x_dbl[b, r] * dt_weight[d, r]
         delta[0] = T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))
         acc[0] = D[d] * u[b, d]
-        for n in range(d_state):
-            h[b, d, n] = T.exp(delta[0] * A_rows[a_row, n]) * h[b, d, n] + delta[0] * x_dbl[b, b_off + n] * u[b, d]
+        for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
+            h[b, d, n] = T.exp(delta[0] * A_rows[a_row, n]) * h[b, d, n] + x_dbl[b, b_off + n] * (delta[0] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         y[b, d] = acc[0] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
 

@@ -49,7 +49,8 @@ def emit_model(programs: dict[str, PlannedProgram], model_name: str, mode: str =
       caller-owned state, one feature frame at a time."""
     kernels = {name: f for prog in programs.values() for name, f in prog.kernels.items()}
     kernel_mod = tvm.IRModule({name: f.with_attr("global_symbol", f"{PREFIX}_{name}") for name, f in kernels.items()})
-    kernels_src, lowered = emit_kernels_c(kernel_mod)
+    helpers = {name: f for prog in programs.values() for name, f in prog.helpers.items()}
+    kernels_src, lowered = emit_kernels_c(kernel_mod, helpers, PREFIX)
     prototypes = []
     for name in kernels:
         params = ", ".join(f"{_c_type(p.ty.element_type.dtype)}* {p.name}" for p in lowered[name].params)
