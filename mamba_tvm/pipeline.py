@@ -7,7 +7,7 @@ import tvm
 from tvm import relax
 
 from .passes import (BlockMatvec, ContractFMA, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
-                     UnrollReductions)
+                     SelectInt8Matvec, UnrollReductions)
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
@@ -26,14 +26,17 @@ def graph_passes() -> list:
 
 def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
                   exp: str = "poly6", fma: bool = True, matvec_block: int = 8, scan_unroll: int = 1,
-                  scan_hoist: bool = True, scan_base2: bool = True) -> list:
-    """Per-kernel TIR: matrix-vector products register-blocked with their weights laid out for
+                  scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
+                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1) -> list:
+    """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
+    matrix-vector products register-blocked with their weights laid out for
     the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
     (unroll=1: not), exp/softplus as inline polynomials (exp="libm": C library calls),
     the scan's state loop unrolled with exp's range check hoisted per channel and exp in base 2
     where proven in range, multiply-adds fused (fma=False: mul+add), nothing large left on the
     C stack."""
-    return ([BlockMatvec(matvec_block, unroll)] * (matvec_block > 1)
+    return ([SelectInt8Matvec(int8_matvec)]
+            + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
             + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
             + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2), ContractFMA(fma),
                HoistKernelTemporaries(stack_limit)])
@@ -49,9 +52,7 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
-                 exp: str = "poly6", fma: bool = True, matvec_block: int = 8, scan_unroll: int = 1,
-                 scan_hoist: bool = True, scan_base2: bool = True) -> tvm.transform.Pass:
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues, unroll, exp, fma,
-                                                                   matvec_block, scan_unroll, scan_hoist, scan_base2)
+def mcu_pipeline(**knobs) -> tvm.transform.Pass:
+    """The whole compiler; `knobs` are kernel_passes' (a core's schedule record, schedules/)."""
+    return tvm.transform.Sequential(graph_passes() + kernel_passes(**knobs)
                                     + call_passes(), name="mamba_tvm_mcu")

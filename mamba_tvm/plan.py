@@ -36,6 +36,7 @@ class Tensor:
     last_use: int = -1
     offset: int | None = None  # arena tensors
     producer: str = ""  # kernel that writes it (the DPS output) or owns it (a workspace)
+    dtype: str = "float32"  # element type (an int32 workspace of the integer int8 kernel)
 
 
 @dataclass
@@ -151,7 +152,8 @@ class _Reader:
                 buf = next(p for p in func.params if p.name == ws)
                 shape, nbytes = _shape_bytes(buf.ty)
                 name = self._new(f"{kernel}_{len(self.calls)}_{ws}")
-                self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel)
+                self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel,
+                                            dtype=str(buf.ty.dtype))
                 args.append(name)
             if len(args) != len(func.params):
                 raise CompileError(f"kernel '{kernel}' takes {len(func.params)} buffers, called with {len(args)}")

@@ -228,6 +228,8 @@ def _call_lines(program: PlannedProgram, first_call: int, names: dict[str, str])
             return names[name]
         if t.kind == "const":
             return f"({_c_type(t.value.dtype)}*){name}"
+        if t.dtype != "float32":  # a kernel's own workspace of another element type
+            return f"({_c_type(t.dtype)}*)&tvmgen_default_arena[{t.offset // 4}]"
         return f"&tvmgen_default_arena[{t.offset // 4}]"
 
     lines = []

@@ -13,8 +13,9 @@ the kernel, and the same IndexMap (`IndexMap.map_tensor`) rewrites the constant 
 site, so the new layout costs nothing at run time. A kernel is only rewritten when every call
 passes a constant for that weight. Rows (the time axis of layer-by-layer programs) stay outer.
 
-Knobs (schedule record): `matvec_block` (outputs per pass, 1 = off; a divisor of N is used)
-and `unroll` (reduction unroll).
+Knobs (schedule record): `matvec_block` (outputs per pass, 1 = off; a divisor of N is used),
+`unroll` (reduction unroll), and for int64 accumulators (the integer int8 kernel), which take
+two core registers each, `matvec_block_int64` and `matvec_unroll_int64`.
 """
 from __future__ import annotations
 
@@ -65,18 +66,27 @@ def find_matvec(sch: Schedule, func: tirx.PrimFunc) -> _Matvec | None:
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
     except (ScheduleError, ValueError, RuntimeError):
         return None
-    reductions = [b for b in blocks if any(int(iv.iter_type) == REDUCE for iv in sch.get(b).iter_vars)]
-    if len(reductions) != 1:
-        return None
-    rv = reductions[0]
-    block = sch.get(rv)
+    for rv in blocks:
+        if any(int(iv.iter_type) == REDUCE for iv in sch.get(rv).iter_vars):
+            found = _match(sch.get(rv), rv, func)
+            if found is not None:
+                return found
+    return None
+
+
+def _match(block, rv, func: tirx.PrimFunc) -> _Matvec | None:
     reduce_vars = [iv.var for iv in block.iter_vars if int(iv.iter_type) == REDUCE]
     spatial = [iv for iv in block.iter_vars if int(iv.iter_type) == SPATIAL]
     if len(reduce_vars) != 1 or not spatial or block.init is None:
         return None
     k, n_iv = reduce_vars[0], spatial[-1]
     params = {p.name: i for i, p in enumerate(func.params)}
-    for load in _loads(block.body):
+    loads = _loads(block.body)
+    written = block.writes[0].source.name
+    # a product of two operands besides the accumulator: the weight and an activation row
+    if len({load.source.name for load in loads} - {written}) != 2:
+        return None
+    for load in loads:
         idx = list(load.indices)
         name = load.source.name
         if name not in params or len(idx) != 2 or not all(isinstance(i, ir.Var) for i in idx):
@@ -95,13 +105,19 @@ def weight_index_map(found: _Matvec, b: int) -> tirx.IndexMap:
     return tirx.IndexMap.from_func(lambda k, n: (n // b, k, n % b), index_dtype=found.index_dtype)
 
 
-def schedule_matvec(func: tirx.PrimFunc, block: int, unroll: int):
+def schedule_matvec(func: tirx.PrimFunc, block: int, unroll: int, block_int64: int = 4, unroll_int64: int = 1):
     """(blocked kernel, weight parameter index, IndexMap for the weight) or None."""
     sch = Schedule(tvm.IRModule({"main": func}))
     found = find_matvec(sch, func)
     if found is None:
         return None
-    b = _block_size(found.n, block)
+    for consumer in sch.get_consumers(found.block_rv):
+        _hide_upstream_reads(sch, consumer, found.block_rv)
+    sch = Schedule(sch.mod)  # the dependences are read once, from the read regions
+    found = find_matvec(sch, sch.mod["main"])
+    wide = str(sch.get(found.block_rv).writes[0].source.ty.dtype) == "int64"  # two core registers each
+    b = _block_size(found.n, block_int64 if wide else block)
+    unroll = unroll_int64 if wide else unroll
     if b < 2:
         return None
     rv = found.block_rv
@@ -121,12 +137,52 @@ def schedule_matvec(func: tirx.PrimFunc, block: int, unroll: int):
     for consumer in sch.get_consumers(rv):
         _try(sch.reverse_compute_at, consumer, n_o)
     init = sch.decompose_reduction(rv, k_o)
+    _decompose_other_reductions(sch, rv)
+    if len(loops) > 2:  # rows (the time axis of a layer-by-layer program): per-row producers go under it
+        for producer in _producers_upstream(sch, rv):
+            _try(sch.compute_at, producer, sch.get_loops(rv)[0])
     if u > 1:
         sch.unroll(k_i)
     sch.unroll(n_i)
     for blk in [init] + list(sch.get_consumers(rv)):
         _unroll_inner(sch, blk, n_o)
     return sch.mod["main"].with_attr(SCHEDULED, 1), found.param_index, index_map
+
+
+def _decompose_other_reductions(sch: Schedule, matvec) -> None:
+    """Other reductions of the kernel (the int8 kernel's max|x|): init before the loop, not an
+    `if (k == 0)` in it (FuseEpilogues, which would do it, skips a scheduled kernel)."""
+    for blk in sch.get_child_blocks(sch.get_sblock("root")):
+        b = sch.get(blk)
+        if b.same_as(sch.get(matvec)) or b.init is None:
+            continue
+        n_spatial = sum(1 for iv in b.iter_vars if int(iv.iter_type) == SPATIAL)
+        loops = sch.get_loops(blk)
+        if n_spatial < len(loops):
+            _try(sch.decompose_reduction, blk, loops[n_spatial])
+
+
+def _hide_upstream_reads(sch: Schedule, consumer, matvec) -> None:
+    """An epilogue that also reads a per-row value computed before the matvec (the int8
+    kernel's 2^-s) cannot be moved under the blocked output loop: reverse_compute_at wants
+    every producer under that loop. The value is final before the loop nest starts and the
+    blocks keep their order, so that read is hidden from the dependency check."""
+    matvec_out = sch.get(matvec).writes[0].source.name
+    upstream = {w.source.name for p in sch.get_producers(consumer) for w in sch.get(p).writes} - {matvec_out}
+    hidden = [i for i, region in enumerate(sch.get(consumer).reads) if region.source.name in upstream]
+    if hidden:
+        sch.unsafe_hide_buffer_access(consumer, "read", hidden)
+
+
+def _producers_upstream(sch: Schedule, block) -> list:
+    """Blocks that (transitively) produce `block`'s inputs, nearest first."""
+    order, frontier = [], [block]
+    while frontier:
+        for producer in sch.get_producers(frontier.pop(0)):
+            if not any(sch.get(producer).same_as(sch.get(p)) for p in order):
+                order.append(producer)
+                frontier.append(producer)
+    return order
 
 
 def _unroll_inner(sch: Schedule, blk, outer) -> None:
@@ -167,7 +223,7 @@ class _ReplaceConstants(relax.PyExprMutator):
                           call.ty_args if hasattr(call, "ty_args") else None)
 
 
-def BlockMatvec(block: int = 8, unroll: int = 4) -> tvm.transform.Pass:
+def BlockMatvec(block: int = 8, unroll: int = 4, block_int64: int = 4, unroll_int64: int = 1) -> tvm.transform.Pass:
     @tvm.transform.module_pass(opt_level=0, name="BlockMatvec")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         if block < 2:
@@ -177,7 +233,7 @@ def BlockMatvec(block: int = 8, unroll: int = 4) -> tvm.transform.Pass:
         for gv, func in mod.functions.items():
             if not isinstance(func, tirx.PrimFunc) or gv not in calls or is_scheduled(func):
                 continue
-            result = schedule_matvec(func, block, unroll)
+            result = schedule_matvec(func, block, unroll, block_int64, unroll_int64)
             if result is None:
                 continue
             new_func, index, index_map = result
