@@ -2,7 +2,8 @@
 
 For each bundled model it compiles the layer-by-layer plan (TVM's usual whole-tensor
 schedule, the baseline), time-step fused whole-sequence inference, streaming, and both
-fused modes with int8 weights; builds each for the Cortex-M7 (nucleo_h743zi flags), links it
+fused modes with int8 weights, with the Cortex-M7 schedule record (schedules/cortex-m7.toml);
+builds each for the Cortex-M7 (nucleo_h743zi flags), links it
 for QEMU mps2-an500 and runs it there. Bytes come from the plan and from the arm-none-eabi
 linker map; instructions from the on-device timer under `-icount shift=0` (instructions,
 not cycles). Ratios are against the layer-by-layer plan of the same model.
@@ -24,8 +25,10 @@ import boards  # noqa: E402
 from mamba_tvm.compiler import compile_model  # noqa: E402
 from mamba_tvm.device.qemu import run_elf  # noqa: E402
 from mamba_tvm.frontend import load_checkpoint, reference_logits  # noqa: E402
+from mamba_tvm.pipeline import mcu_pipeline  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
 from mamba_tvm.project.linker_map import model_footprint  # noqa: E402
+from schedules import load_schedule  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
 VARIANTS = [  # (label, mode, fusion, weights)
@@ -39,10 +42,11 @@ VARIANTS = [  # (label, mode, fusion, weights)
 
 def measure(spec, mode: str, fusion: str, weights: str, work: Path) -> dict:
     x = spec.sample_input
-    compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights)
+    board = boards.load_board("nucleo_h743zi")
+    compiled = compile_model(spec, x.shape[1], mode=mode, fusion=fusion, weights=weights,
+                             pipeline=mcu_pipeline(**load_schedule(board.core)))  # the kernels the board gets
     compiled.write(work / "model")
-    write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x,
-                            list(boards.load_board("nucleo_h743zi").cflags))
+    write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x, list(board.cflags))
     elf = build_elf(work)
     run = run_elf(elf)
     ref = reference_logits(spec, x, int8=weights == "int8")[0]
