@@ -2,7 +2,8 @@
 
 For each bundled model it compiles the layer-by-layer plan (TVM's usual whole-tensor
 schedule, the baseline), time-step fused whole-sequence inference, streaming, and both
-fused modes with int8 weights, and builds and runs each on both emulated cores:
+fused modes with int8 weights (each core's schedule record, schedules/<core>.toml), and builds and
+runs each on both emulated cores:
 - Cortex-M7: the nucleo_h743zi flags, arm-none-eabi-gcc, QEMU mps2-an500 (instructions from
   the on-device timer under `-icount shift=0`);
 - Xtensa LX7 with FPU: clang-22 with de233_fpu's ISA options (the ESP32-S3's but MUL32_HIGH),

@@ -6,7 +6,8 @@ or mode changes is which list is used, not code spread across modules.
 import tvm
 from tvm import relax
 
-from .passes import FuseEpilogues, HoistKernelTemporaries, UnrollReductions
+from .passes import (BlockMatvec, ContractFMA, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
+                     SelectInt8Matvec, UnrollReductions)
 from .passes.canonicalize import CanonicalizeImport
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
@@ -41,11 +42,22 @@ def graph_passes() -> list:
     ]
 
 
-def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4) -> list:
-    """Per-kernel TIR: no intermediate left full-size, MAC loops unrolled (unroll=1: not),
-    nothing large left on the C stack."""
-    return ([FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
-            + [HoistKernelTemporaries(stack_limit)])
+def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
+                  exp: str = "poly6", fma: bool = False, matvec_block: int = 8, scan_unroll: int = 1,
+                  scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
+                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1) -> list:
+    """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
+    matrix-vector products register-blocked with their weights laid out for
+    the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
+    (unroll=1: not), exp/softplus as inline polynomials (exp="libm": C library calls),
+    the scan's state loop unrolled with exp's range check hoisted per channel and exp in base 2
+    where proven in range, multiply-adds fused (fma=False: mul+add), nothing large left on the
+    C stack."""
+    return ([SelectInt8Matvec(int8_matvec)]
+            + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
+            + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
+            + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2), ContractFMA(fma),
+               HoistKernelTemporaries(stack_limit)])
 
 
 def call_passes() -> list:
@@ -58,7 +70,7 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True,
-                 unroll: int = 4) -> tvm.transform.Pass:
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(stack_limit, fuse_epilogues, unroll)
+def mcu_pipeline(**knobs) -> tvm.transform.Pass:
+    """The whole compiler; `knobs` are kernel_passes' (a core's schedule record, schedules/)."""
+    return tvm.transform.Sequential(graph_passes() + kernel_passes(**knobs)
                                     + call_passes(), name="mamba_tvm_mcu")

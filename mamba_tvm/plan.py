@@ -37,6 +37,7 @@ class Tensor:
     last_use: int = -1
     offset: int | None = None  # arena tensors
     producer: str = ""  # kernel that writes it (the DPS output) or owns it (a workspace)
+    dtype: str = "float32"  # element type (an int32 workspace of the integer int8 kernel)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class PlannedProgram:
     state: list[str] = field(default_factory=list)  # state parameters (streaming), kept by the caller
     copy_back: list[tuple[str, str]] = field(default_factory=list)  # (arena tensor, state) after the calls
     state_init: dict[str, float] = field(default_factory=dict)  # state -> its value before the first step (0 if absent)
+    helpers: dict[str, tirx.PrimFunc] = field(default_factory=dict)  # scalar functions the kernels call (fast math)
 
     def arena_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.kind == "arena"]
@@ -121,7 +123,7 @@ class _Reader:
                     self.tensors[src].last_use = len(self.calls)  # read by the copy after the last call
                     copy_back.append((src, dst))
             program = PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [], state=state,
-                                     copy_back=copy_back)
+                                     copy_back=copy_back, helpers=self._helpers())
             return program
         for i, name in enumerate(results):
             t = self.tensors[name]
@@ -133,10 +135,15 @@ class _Reader:
         for call in self.calls:
             call.args = [renamed.get(a, a) for a in call.args]
         return PlannedProgram(self.tensors, self.calls, self._kernels(), inputs, [renamed[n] for n in results],
-                              state=state)
+                              state=state, helpers=self._helpers())
 
     def _kernels(self) -> dict:
         return {c.kernel: self.mod[c.kernel] for c in self.calls}
+
+    def _helpers(self) -> dict:
+        from .codegen.plain_c import callees
+
+        return {name: self.mod[gv] for f in self._kernels().values() for name, gv in callees(f).items()}
 
     def _binding(self, var, value):
         if isinstance(value, relax.Call) and isinstance(value.op, ir.GlobalVar):
@@ -147,7 +154,8 @@ class _Reader:
                 buf = next(p for p in func.params if p.name == ws)
                 shape, nbytes = _shape_bytes(buf.ty)
                 name = self._new(f"{kernel}_{len(self.calls)}_{ws}")
-                self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel)
+                self.tensors[name] = Tensor(name, "arena", shape, nbytes, producer=kernel,
+                                            dtype=str(buf.ty.dtype))
                 args.append(name)
             if len(args) != len(func.params):
                 raise CompileError(f"kernel '{kernel}' takes {len(func.params)} buffers, called with {len(args)}")

@@ -90,9 +90,9 @@ def make_step_primfunc(batch: int, channels: int, kernel: int, dtype: str = "flo
         acc = T.alloc_buffer((1,), dtype)
         for b, d in T.grid(batch, channels):
             acc[0] = bias[d] + weight[d, hist] * x[b, d]
-            for k in range(hist):
+            for k in T.unroll(hist):  # d_conv - 1 taps
                 acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
-            for k in range(hist - 1):
+            for k in T.unroll(hist - 1):
                 conv_state[b, d, k] = conv_state[b, d, k + 1]
             conv_state[b, d, hist - 1] = x[b, d]
             u[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))

@@ -13,12 +13,13 @@ place) to the PrimFunc this module builds, shapes read off the operands.
 | mamba.causal_conv1d_silu_step | x (B,C), state (B,C,K-1), weight, bias           | (y, state)  |
 | mamba.selective_scan_step     | u, x_dbl, dt_weight, dt_bias, A, D, z, h [, A_scale] | (y, h)  |
 | mamba.linear_int8             | x (M,K), w_q int8 (N,K), scale (N) [, bias (N)]  | (M,N)       |
+| mamba.state_update_<kind>     | state (S), value (S); kind add, max, min, copy    | state, in place |
 """
 from __future__ import annotations
 
 from tvm import relax
 
-from . import causal_conv1d, linear_int8, selective_scan
+from . import causal_conv1d, linear_int8, selective_scan, state_update
 
 PREFIX = "mamba."
 
@@ -125,4 +126,8 @@ def _lower(bb, op: str, args: list, name: str) -> relax.Expr:
         # opaque to FuseOps: the kernel already carries its epilogue
         func = linear_int8.make_primfunc(rows, in_features, out_features, len(args) == 4).with_attr("op_pattern", 8)
         return relax.call_tir(bb.add_func(func, name), args, relax.TensorType((rows, out_features), "float32"))
+    if op.startswith("state_update_"):
+        # opaque to FuseOps: fused with the value's producer, the in-place write would lose its buffer
+        func = state_update.make_primfunc(_shape(args[0])[0], op[len("state_update_"):]).with_attr("op_pattern", 8)
+        return relax.call_tir_inplace(bb.add_func(func, name), args, [0], [args[0].ty])
     raise ValueError(f"unknown Mamba operator mamba.{op}")

@@ -16,6 +16,12 @@ from tvm import relax
 from tvm.script import tirx as T
 
 
+#: annotation of the loop over the state: exp(delta * a[n]) with delta >= 0 and a[n] = A[d, n]
+#: (times A_scale[n] with int8 A): the parameters whose constants bound exp's argument, read by
+#: passes/scan_schedule.py to hoist the range check
+STATE_LOOP = "mamba_tvm.state_loop"
+
+
 def _dequantized_A(A, A_scale, dtype):
     return A if A_scale is None else A.to(dtype) * A_scale.to(dtype)
 
@@ -49,6 +55,7 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
     """TIR: channel loop outside, sequential time loop inside; h is the per-channel state."""
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
+    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A_rows, a_row, D, z, y, h, delta, acc, b, d):
@@ -61,8 +68,8 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
             # softplus with torch's threshold: linear above 20
             delta[0] = T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))
             acc[0] = D[d] * u[b, t, d]
-            for n in range(d_state):
-                h[n] = T.exp(delta[0] * A_rows[a_row, n]) * h[n] + delta[0] * x_dbl[b, t, b_off + n] * u[b, t, d]
+            for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
+                h[n] = T.exp(delta[0] * A_rows[a_row, n]) * h[n] + x_dbl[b, t, b_off + n] * (delta[0] * u[b, t, d])
                 acc[0] = acc[0] + x_dbl[b, t, c_off + n] * h[n]
             y[b, t, d] = acc[0] * (z[b, t, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, t, d])))
 
@@ -144,21 +151,38 @@ def _(u, x_dbl, dt_weight, dt_bias, A, D, z, ssm_state, A_scale):
 
 
 def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
-    """TIR: the body of the sequential scan for one t; the state is updated in place."""
+    """TIR: the body of the sequential scan for one t; the state is updated in place.
+
+    Three passes over the channels, with y as the scratch vector between them: delta for
+    every channel (dt_proj, softplus), then the state update with its exp per state entry,
+    then the SiLU gate. Each loop then keeps its own constants (the exp and softplus
+    polynomials) in registers instead of reloading them per channel."""
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
+    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
 
     @T.macro
-    def channel(u, x_dbl, dt_weight, dt_bias, A_rows, a_row, D, z, h, y, delta, acc, b, d):
-        delta[0] = dt_bias[d]
-        for r in range(dt_rank):
-            delta[0] = delta[0] + x_dbl[b, r] * dt_weight[d, r]
-        delta[0] = T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))
+    def discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d):
+        acc[0] = dt_bias[d]
+        for r in T.unroll(dt_rank):  # a few taps (dt_rank = d_model / 16): no loop overhead
+            acc[0] = acc[0] + x_dbl[b, r] * dt_weight[d, r]
+        y[b, d] = T.if_then_else(acc[0] > T.float32(20), acc[0], T.log1p(T.exp(acc[0])))
+
+    def a(A, A_scale, d, n):
+        """A[d, n] as float: widened in the loop with int8 A (no dequantized copy in RAM)."""
+        return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
+
+    @T.macro
+    def update(u, x_dbl, A, A_scale, D, h, y, acc, b, d):
         acc[0] = D[d] * u[b, d]
-        for n in range(d_state):
-            h[b, d, n] = T.exp(delta[0] * A_rows[a_row, n]) * h[b, d, n] + delta[0] * x_dbl[b, b_off + n] * u[b, d]
+        for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
+            h[b, d, n] = T.exp(y[b, d] * a(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (y[b, d] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
-        y[b, d] = acc[0] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
+        y[b, d] = acc[0]
+
+    @T.macro
+    def gate(z, y, b, d):
+        y[b, d] = y[b, d] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
 
     if a_int8:
         @T.prim_func(private=True, s_tir=True)
@@ -172,13 +196,13 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
                                 h: T.Buffer((batch, d_inner, d_state), "float32"),
                                 A_scale: T.Buffer((d_state,), "float32"),
                                 y: T.Buffer((batch, d_inner), "float32")):
-            a_row = T.alloc_buffer((1, d_state), "float32")
-            delta = T.alloc_buffer((1,), "float32")
             acc = T.alloc_buffer((1,), "float32")
             for b, d in T.grid(batch, d_inner):
-                for n in range(d_state):
-                    a_row[0, n] = T.Cast("float32", A[d, n]) * A_scale[n]
-                channel(u, x_dbl, dt_weight, dt_bias, a_row, 0, D, z, h, y, delta, acc, b, d)
+                discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                update(u, x_dbl, A, A_scale, D, h, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                gate(z, y, b, d)
     else:
         @T.prim_func(private=True, s_tir=True)
         def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
@@ -190,10 +214,13 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
                                 z: T.Buffer((batch, d_inner), "float32"),
                                 h: T.Buffer((batch, d_inner, d_state), "float32"),
                                 y: T.Buffer((batch, d_inner), "float32")):
-            delta = T.alloc_buffer((1,), "float32")
             acc = T.alloc_buffer((1,), "float32")
             for b, d in T.grid(batch, d_inner):
-                channel(u, x_dbl, dt_weight, dt_bias, A, d, D, z, h, y, delta, acc, b, d)
+                discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                update(u, x_dbl, A, None, D, h, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                gate(z, y, b, d)
 
     return selective_scan_step
 

@@ -58,11 +58,12 @@ def test_every_fixture_plan_is_valid_and_reuses_memory(built):
 
 
 def test_unfused_temporaries_move_into_the_arena(built, tmp_path):
-    """Without FuseEpilogues, matmul+bias keeps a (T, d) intermediate: it must become an
-    arena workspace (live only during its kernel), not a C stack array, and stay correct."""
+    """Without FuseEpilogues (and BlockMatvec, which attaches epilogues too), matmul+bias keeps
+    a (T, d) intermediate: it must become an arena workspace (live only during its kernel),
+    not a C stack array, and stay correct."""
     spec = built("har6").spec
     compiled = compile_model(spec, spec.sample_input.shape[1], fusion="layer",
-                             pipeline=mcu_pipeline(fuse_epilogues=False))
+                             pipeline=mcu_pipeline(fuse_epilogues=False, matvec_block=1))
     hoisted = {n: f.attrs[WORKSPACE_ATTR] for n, f in compiled.program.kernels.items()
                if f.attrs and WORKSPACE_ATTR in f.attrs}
     assert hoisted, "expected the unfused matmul intermediates to be hoisted"

@@ -5,7 +5,7 @@ import pytest
 import boards
 from mamba_tvm.device.qemu import run_elf
 from mamba_tvm.project.baremetal import build_elf, elf_forbidden_symbols, write_baremetal_project
-from tests.conftest import DATA, inputs_like
+from tests.conftest import DATA, PUBLISHED_F64, inputs_like
 from tests.reference_f64 import parity_errors
 
 H7_FLAGS = list(boards.load_board("nucleo_h743zi").cflags)
@@ -40,10 +40,14 @@ def test_fixture_parity_on_qemu(built, elf, name):
 
 @pytest.mark.published_logits
 def test_kws10_matches_mambalite_on_qemu(elf):
-    """MambaLite-Micro's own C engine's logits (6 decimals; 1.3e-5 from float64)."""
+    """MambaLite-Micro's own C engine's logits (6 decimals; 1.3e-5 from float64): the device is
+    no further from the published float64 logits than MambaLite's C (within their rounding)."""
     path, _ = elf("kws10")
+    published = np.array(PUBLISHED_F64["kws10"])
     with np.load(DATA / "mambalite_kws10.npz") as f:
-        assert np.max(np.abs(run_elf(path).logits - f["mambalite_c_logits"])) <= 2e-5
+        mambalite = f["mambalite_c_logits"]
+    got = run_elf(path).logits
+    assert np.max(np.abs(got - published)) <= np.max(np.abs(mambalite - published)) + 5e-6
 
 
 @pytest.mark.parametrize("name, mode, weights", [("two_blocks", "sequence", "fp32"), ("odd_dims", "stream", "fp32"),

@@ -54,7 +54,8 @@ def emit_model(programs: dict[str, PlannedProgram], model_name: str, mode: str =
       caller-owned state, one feature frame at a time."""
     kernels = {name: f for prog in programs.values() for name, f in prog.kernels.items()}
     kernel_mod = tvm.IRModule({name: f.with_attr("global_symbol", f"{PREFIX}_{name}") for name, f in kernels.items()})
-    kernels_src, lowered = emit_kernels_c(kernel_mod)
+    helpers = {name: f for prog in programs.values() for name, f in prog.helpers.items()}
+    kernels_src, lowered = emit_kernels_c(kernel_mod, helpers, PREFIX)
     prototypes = []
     for name in kernels:
         params = ", ".join(f"{_c_type(p.ty.element_type.dtype)}* {p.name}" for p in lowered[name].params)
@@ -243,6 +244,8 @@ def _call_lines(program: PlannedProgram, first_call: int, names: dict[str, str])
             return names[name]
         if t.kind == "const":
             return f"({_c_type(t.value.dtype)}*){name}"
+        if t.dtype != "float32":  # a kernel's own workspace of another element type
+            return f"({_c_type(t.dtype)}*)&tvmgen_default_arena[{t.offset // 4}]"
         return f"&tvmgen_default_arena[{t.offset // 4}]"
 
     lines = []

@@ -10,7 +10,10 @@ import re
 
 import numpy as np
 import tvm
-from tvm import s_tir, tirx
+import tvm_ffi
+from tvm import ir, s_tir, tirx
+
+from ..errors import CompileError
 
 from ..passes.make_plain_c_api import MakePlainCAPI
 from ..passes.select_constants import HELPER_PREFIX, SelectFloatConstantsFromTable
@@ -33,6 +36,45 @@ def structural_lowering() -> list:
     ]
 
 
+_LITERAL = "mamba_f32_literal_"
+_LITERAL_CALL = re.compile(_LITERAL + r"([0-9a-f]{8})\(\)")
+
+
+def _c_float_literal(value: float) -> str:
+    """Shortest decimal that reads back as the same float32."""
+    text = repr(float(np.float32(value)))
+    for digits in range(6, 10):
+        candidate = f"{value:.{digits}g}"
+        if np.float32(float(candidate)) == np.float32(value):
+            text = candidate
+            break
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text + "f"
+
+
+def _printed_exactly(value: float) -> bool:
+    """CodeGenC prints float constants as `%.6e`: only 7 significant digits survive."""
+    return np.float32(float(f"{value:.6e}")) == np.float32(value)
+
+
+@tvm.transform.module_pass(opt_level=0, name="ExactFloatLiterals")
+def ExactFloatLiterals(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """float32 constants that TVM's C printer would round (it keeps 7 digits: 0.693145751953125
+    would become 0.6931458f, another float) become placeholders that strip_tvm_boilerplate
+    replaces with the shortest exact literal."""
+
+    def literal(imm):
+        if str(imm.ty.dtype) != "float32" or not np.isfinite(imm.value) or _printed_exactly(imm.value):
+            return imm
+        bits = int(np.float32(imm.value).view(np.uint32))
+        return tirx.op.call_pure_extern("float32", f"{_LITERAL}{bits:08x}")
+
+    for gv, func in [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]:
+        mod[gv] = tvm_ffi.structural_map(func, (ir.prim.expr.FloatImm, literal))
+    return mod
+
+
 def plain_c_pipeline() -> tvm.transform.Pass:
     return tvm.transform.Sequential(structural_lowering() + [
         tirx.transform.NarrowDataType(32),
@@ -49,7 +91,8 @@ def plain_c_pipeline() -> tvm.transform.Pass:
         MakePlainCAPI,
         tirx.transform.SkipAssert(),
         tirx.transform.LowerIntrin(),
-        SelectFloatConstantsFromTable,  # last: nothing after it may fold a select back
+        SelectFloatConstantsFromTable,  # after every pass that could fold a select back
+        ExactFloatLiterals,
     ])
 
 
@@ -61,16 +104,62 @@ def lower_kernels(mod: tvm.IRModule) -> tvm.IRModule:
     return plain_c_pipeline()(_bind_target(mod))
 
 
-def emit_kernels_c(mod: tvm.IRModule) -> tuple[str, tvm.IRModule]:
-    """C source of every PrimFunc in `mod` (symbols from their global_symbol attr)."""
+def helper_pipeline() -> tvm.transform.Pass:
+    """Scalar helpers (fast math) are straight-line code already: only the C calling convention
+    and intrinsic lowering, so no simplifier folds their bindings back into one expression."""
+    return tvm.transform.Sequential([MakePlainCAPI, tirx.transform.LowerIntrin(), ExactFloatLiterals])
+
+
+def emit_helpers_c(helpers: dict[str, tirx.PrimFunc]) -> str:
+    """C of scalar helpers alone (static inline, named as given), e.g. for an accuracy harness."""
+    mod = tvm.IRModule({ir.GlobalVar(n): f.with_attr("global_symbol", n) for n, f in helpers.items()})
+    lowered = helper_pipeline()(_bind_target(mod))
+    return strip_tvm_boilerplate(tvm.get_global_func("target.build.c")(lowered, tvm.target.Target(TARGET)).inspect_source())
+
+
+def callees(func: tirx.PrimFunc) -> dict[str, ir.GlobalVar]:
+    """The module functions a kernel calls (the fast-math helpers), by name."""
+    found: dict[str, ir.GlobalVar] = {}
+
+    def visit(call):
+        if isinstance(call.op, ir.GlobalVar):
+            found[call.op.name_hint] = call.op
+        return call
+
+    tvm_ffi.structural_map(func, (ir.expr.Call, visit))
+    return found
+
+
+def emit_kernels_c(mod: tvm.IRModule, helpers: dict[str, tirx.PrimFunc] | None = None,
+                   prefix: str = "") -> tuple[str, tvm.IRModule]:
+    """C source of every PrimFunc in `mod` (symbols from their global_symbol attr), preceded by
+    the helpers they call, each a `static inline` function named `<prefix>_<name>`."""
     lowered = lower_kernels(mod)
-    source = tvm.get_global_func("target.build.c")(lowered, tvm.target.Target(TARGET)).inspect_source()
+    called = {name: gv for f in mod.functions.values() for name, gv in callees(f).items()}
+    missing = set(called) - set(helpers or {})
+    if missing:
+        raise CompileError(f"kernels call {sorted(missing)}, which are not in the compiled module")
+    helper_mod = tvm.IRModule({gv: helpers[name].with_attr("global_symbol", f"{prefix}_{name}" if prefix else name)
+                               for name, gv in called.items()})
+    combined = tvm.IRModule({**helper_pipeline()(_bind_target(helper_mod)).functions, **lowered.functions})
+    source = tvm.get_global_func("target.build.c")(combined, tvm.target.Target(TARGET)).inspect_source()
     return strip_tvm_boilerplate(source), lowered
 
 
-_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ (expf|logf|log1pf|tanhf|sqrtf|powf|exp|log|fabsf|fmaxf|fminf|"
-                         + HELPER_PREFIX + r"\w+)\(")
+#: C library math functions CodeGenC declares (math.h has them): their prototypes are dropped
+_LIBM = ("exp|exp2|expm1|log|log2|log10|log1p|pow|sqrt|rsqrt|tanh|sinh|cosh|tan|sin|cos|asin|acos|atan|atan2|"
+         "erf|fabs|fmax|fmin|fma|floor|ceil|round|trunc|fmod")
+_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+)\(")
 _SELECT_HELPER = re.compile(HELPER_PREFIX + r"([0-9a-f]{8})_([0-9a-f]{8})\(")
+#: TVM's CodeGenC prints reinterpret as `(*(T *)(&(v)))`, which breaks C's aliasing rules (GCC
+#: -O2 warns and miscompiles it); our C uses a union instead, which C99 defines
+_REINTERPRET = re.compile(r"\(\*\((float|uint32_t|int32_t) \*\)\(&\((\w+)\)\)\)")
+_BIT_CASTS = {
+    "float": ("mamba_float_of_bits", "static inline float mamba_float_of_bits(uint32_t bits) {\n"
+              "  union { uint32_t u; float f; } v;\n  v.u = bits;\n  return v.f;\n}\n"),
+    "uint32_t": ("mamba_bits_of_float", "static inline uint32_t mamba_bits_of_float(float x) {\n"
+                 "  union { float f; uint32_t u; } v;\n  v.f = x;\n  return v.u;\n}\n"),
+}
 
 
 def strip_tvm_boilerplate(src: str) -> str:
@@ -78,7 +167,7 @@ def strip_tvm_boilerplate(src: str) -> str:
     for line in src.splitlines():
         if line.startswith('#include "tvm/') or line.startswith("#define TVM_EXPORTS"):
             continue
-        if "__tvm_ffi__library_ctx" in line or _LIBM_PROTO.match(line):
+        if "__tvm_ffi__library_ctx" in line or _LIBM_PROTO.match(line) or line.startswith(f"TVM_DLL float {_LITERAL}"):
             continue
         lines.append(line.replace("TVM_DLL ", ""))
     text = "\n".join(lines)
@@ -88,6 +177,10 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"^// tvm target:.*\n", "", text, flags=re.M)
     text = re.sub(r"^#include <(math|stdbool)\.h>\n", "", text, flags=re.M)
     text = re.sub(r"^void \w+\([^)]*\);\n", "", text, flags=re.M)
+    # scalar helpers (declared before the kernels): defined once, inlined by the C compiler
+    text = re.sub(r"^float (\w+\()", r"static inline float \1", text, flags=re.M)
+    text = _bit_casts(text)
+    text = _LITERAL_CALL.sub(lambda m: _c_float_literal(np.uint32(int(m[1], 16)).view(np.float32)), text)
     text = re.sub(r"^(void \w+\()([^)]*)(\) \{)$", lambda m: m[1] + restrict_params(m[2]) + m[3], text, flags=re.M)
     # CodeGenC prints a non-finite float constant as `inff` / `nanf`, which is not C
     text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
@@ -110,6 +203,23 @@ def constant_select_helpers(text: str) -> str:
         out += [f"static const mamba_select_entry {name}_table[2] = {{{{0x{b}u}}, {{0x{a}u}}}};",
                 f"static inline float {name}(int32_t c) {{ return {name}_table[c != 0].value; }}"]
     return "\n".join(out) + "\n\n"
+
+
+def _bit_casts(text: str) -> str:
+    used = []
+
+    def cast(m):
+        if m[1] not in _BIT_CASTS:
+            raise CompileError(f"reinterpret to {m[1]} has no C99 bit cast here")
+        name, definition = _BIT_CASTS[m[1]]
+        if definition not in used:
+            used.append(definition)
+        return f"{name}({m[2]})"
+
+    text = _REINTERPRET.sub(cast, text)
+    if used:
+        text = "/* Bit casts through a union: defined behaviour in C99, one register move. */\n" + "\n".join(used) + "\n" + text
+    return text
 
 
 def restrict_params(params: str) -> str:

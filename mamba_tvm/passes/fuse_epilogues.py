@@ -11,6 +11,11 @@ from tvm import tirx
 from tvm.s_tir.schedule import Schedule, ScheduleError
 
 SPATIAL = 0  # IterVar.iter_type of a data-parallel axis
+SCHEDULED = "tirx.is_scheduled"  # set by a rule that scheduled the kernel completely (dlight's mark)
+
+
+def is_scheduled(func: tirx.PrimFunc) -> bool:
+    return bool(func.attrs and SCHEDULED in func.attrs and int(func.attrs[SCHEDULED]))
 
 
 def _try(fn, *args) -> bool:
@@ -53,7 +58,8 @@ def schedule_kernel(func: tirx.PrimFunc) -> tirx.PrimFunc:
 
 @tvm.transform.module_pass(opt_level=0, name="FuseEpilogues")
 def FuseEpilogues(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    updates = {gv: schedule_kernel(f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    updates = {gv: schedule_kernel(f) for gv, f in mod.functions.items()
+               if isinstance(f, tirx.PrimFunc) and not is_scheduled(f)}
     for gv, func in updates.items():
         mod[gv] = func
     return mod

@@ -14,7 +14,8 @@ from ..importer import layer_of
 
 #: short kernel-name suffix per operator
 SUFFIX = {"causal_conv1d_silu": "conv", "causal_conv1d_silu_step": "conv_step", "selective_scan": "scan",
-          "selective_scan_step": "scan_step", "linear_int8": "int8"}
+          "selective_scan_step": "scan_step", "linear_int8": "int8", "state_update_add": "accumulate",
+          "state_update_max": "running_max", "state_update_min": "running_min", "state_update_copy": "keep_last"}
 
 
 def kernel_name(var_name: str, op: str) -> str:

@@ -30,7 +30,6 @@ parameters after the frame, in order, which are also its results) and
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import tvm
@@ -39,6 +38,7 @@ from tvm import ir, relax
 from relay_ops.mamba_ops import mamba_call, op_name, operands
 
 from ..errors import TimeSplitError
+from ..importer import layer_of
 
 STATE_NAMES = "mamba_tvm.state_names"
 STATE_INIT = "mamba_tvm.state_init"
@@ -80,10 +80,6 @@ def _norm_axes(axes, ndim: int) -> list[int]:
     return sorted(a % ndim for a in axes)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"\W+", "_", name).strip("_") or "t"
-
-
 class _Splitter:
     """Reads main's bindings once (what is per frame, what is state, what is after the
     reductions), then emits `step` and `finish` with a BlockBuilder."""
@@ -120,7 +116,9 @@ class _Splitter:
                              "compile it with --fusion layer (whole-sequence, no streaming)")
 
     def _state_name(self, var, suffix: str) -> str:
-        base = _safe(var.name) if not var.name.startswith(("lv", "gv")) else "t"
+        """`<layer>_<what>` (mamba_conv_window, mamba_scan_state); reductions in the model's own
+        forward are `pooled_<kind>`."""
+        base = layer_of(var.name) or "pooled"
         name, i = f"{base}_{suffix}", 1
         while name in self.names:
             name, i = f"{base}_{suffix}{i}", i + 1
@@ -363,9 +361,9 @@ class _Splitter:
 
     def _reduce(self, var, src, axes, keepdims, kind):
         shape = _shape(src)
-        frame_shape = [1 if a in axes else d for a, d in enumerate(shape)]
+        size = math.prod(1 if a in axes else d for a, d in enumerate(shape))  # stored flat
         init = {"max": -math.inf, "min": math.inf}.get(kind, 0.0)
-        self.reduced[var] = (self._new_state(var, kind, frame_shape, init, kind), src, axes, keepdims)
+        self.reduced[var] = (self._new_state(var, kind, (size,), init, kind), src, axes, keepdims)
         return None
 
     # ---- phase 2: step ----------------------------------------------------------------------
@@ -496,10 +494,10 @@ class _Splitter:
             reducer = {"mean": relax.op.mean, "sum": relax.op.sum, "max": relax.op.max, "min": relax.op.min,
                        "last": None}[state.reduction]
             value = bb.emit(reducer(frame, axis=other, keepdims=True))
-        combine = {"mean": relax.op.add, "sum": relax.op.add, "max": relax.op.maximum, "min": relax.op.minimum}
-        if state.reduction == "last":
-            return bb.emit(relax.op.reshape(value, state.shape))
-        return bb.emit(combine[state.reduction](acc, relax.op.reshape(value, state.shape)), name_hint=state.name)
+        # updated in place (relay_ops/state_update.py): no new tensor to copy back after the step
+        kind = {"mean": "add", "sum": "add", "max": "max", "min": "min", "last": "copy"}[state.reduction]
+        value = bb.emit(relax.op.reshape(value, state.shape))
+        return bb.emit(mamba_call(f"state_update_{kind}", [acc, value], acc.ty), name_hint=state.name)
 
     def time_of_source(self, state) -> int:
         for var, (s, src, axes, keepdims) in self.reduced.items():

@@ -10,6 +10,8 @@ import tvm
 from tvm import tirx
 from tvm.s_tir.schedule import Schedule, ScheduleError
 
+from .fuse_epilogues import is_scheduled
+
 REDUCE = 2  # IterVar.iter_type of a commutative reduction axis
 
 
@@ -37,7 +39,8 @@ def unroll_kernel(func: tirx.PrimFunc, factor: int) -> tirx.PrimFunc:
 def UnrollReductions(factor: int = 4) -> tvm.transform.Pass:
     @tvm.transform.module_pass(opt_level=0, name="UnrollReductions")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        updates = {gv: unroll_kernel(f, factor) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+        updates = {gv: unroll_kernel(f, factor) for gv, f in mod.functions.items()
+                   if isinstance(f, tirx.PrimFunc) and not is_scheduled(f)}
         for gv, func in updates.items():
             mod[gv] = func
         return mod

@@ -1,0 +1,215 @@
+"""LowerFastMath: exp, softplus and sigmoid as inline polynomial code instead of libm calls.
+
+newlib's `expf` costs about 60 instructions on a Cortex-M7 and the Xtensa LX7 has no libm at
+all, while a Mamba step evaluates exp d_inner x d_state times (2,048 per frame for KWS-10).
+This pass adds small scalar helper PrimFuncs to the module (`fast_exp`, `fast_softplus`),
+written in TIR, and rewrites every `exp(x)` in the kernels into a call to the helper and every
+`log1p(exp(x))` (softplus) into `fast_softplus(x)`; sigmoid/SiLU keep their one division
+around `fast_exp`. The C emitter prints each helper once, as a `static inline` function.
+
+The helpers are written with plain multiplies and adds; `ContractFMA` (passes/contract_fma.py)
+turns them into fused multiply-adds where the schedule record asks for it. Accuracy, measured
+over every float32 input the model can feed them, is in docs/fast-math.md (tools/fast_math_accuracy.py):
+fast_exp is within 0.88 ulp with FMA (1.17 ulp without) and unbiased (mean error -0.001 ulp).
+
+exp(x), x clamped to [-88, 88.3763]: k = round(x / ln 2) by the 1.5*2^23 shifter, whose low
+bits are then k + 127; r = x - k*ln2_hi - k*ln2_lo (Cody-Waite: ln2_hi has 15 significant
+bits, so k*ln2_hi and the subtraction are exact); e^r by a degree-6 polynomial with
+p(0) = 1, p'(0) = 1 (relative error 3.1e-9 on |r| <= ln2/2, below a twentieth of an ulp, so
+only rounding is left and it is unbiased); 2^k from the shifter's bits << 23. Results below
+2^-126.5 flush to zero, above 88.3763 saturate at 2.4e38 (the clamp), so no input overflows
+the exponent arithmetic.
+"""
+from __future__ import annotations
+
+import tvm
+import tvm_ffi
+from tvm import ir, tirx
+
+F32 = "float32"
+
+#: exp's clamp: below -88 the shifter's exponent would underflow (the result is 0 there
+#: anyway, it flushes from -87.68), above 88.3763 k would reach 128 (2^128 overflows)
+EXP_LO, EXP_HI = -88.0, 88.3762626647949
+LOG2E = 1.44269504088896341
+SHIFTER = 12583039.0  # 1.5 * 2^23 + 127: x*log2e + SHIFTER rounds to an integer whose low bits are k + 127
+LN2_HI = 0.693145751953125  # 0x3f317200: 15 significant bits
+LN2_LO = 1.428606765330187e-06
+#: e^r ~ 1 + r + sum c_i r^i on |r| <= ln2/2 (near-minimax relative fit, max 3.1e-9)
+EXP_POLY = (0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368710055947304,
+            0.0013814611593261361)
+#: log1p(e) = 2 s g(s^2), s = e / (2 + e) in [0, 1/3]: g(w) = atanh(sqrt w)/sqrt w ~ 1 + sum c_i w^i
+#: on [0, 1/9] (near-minimax relative fit, max 4.5e-9)
+LOG1P_POLY = (0.33333208137514494102, 0.20010763883230413235, 0.140008986376394409, 0.14006012376551847582)
+
+
+def _c(value: float) -> tirx.FloatImm:
+    return tirx.const(value, F32)
+
+
+class _Body:
+    """Straight-line scalar code: named bindings, then a return."""
+
+    def __init__(self):
+        self.stmts: list = []
+
+    def let(self, name: str, value, dtype: str = F32) -> tirx.Var:
+        var = tirx.Var(name, dtype)
+        self.stmts.append(tirx.Bind(var, value))
+        return var
+
+    def ret(self, value, params: list, name: str) -> tirx.PrimFunc:
+        body = tirx.SeqStmt(self.stmts + [tirx.Return(value)])
+        return tirx.PrimFunc(params, body, ret_type=ir.PrimType(F32)).with_attr("global_symbol", name)
+
+
+def _estrin(b: "_Body", r, coeffs, name: str, r2=None):
+    """c0 + c1 r + c2 r^2 + ... by Estrin's scheme: pairs (c_2i + c_2i+1 r) combined with powers
+    of r^2. Same rounding quality as Horner, but each constant addend costs the FPU a register
+    copy (VFMA accumulates into its addend), and pairs need half as many."""
+    r2 = r2 if r2 is not None else b.let(f"{name}2", r * r)
+    pairs = [_pair(coeffs[i], coeffs[i + 1], r) if i + 1 < len(coeffs) else _c(coeffs[i])
+             for i in range(0, len(coeffs), 2)]
+    acc = pairs[-1]
+    for pair in reversed(pairs[:-1]):
+        acc = r2 * acc + pair
+    return acc
+
+
+def _pair(c0: float, c1: float, r):
+    return r + _c(c0) if c1 == 1.0 else _c(c1) * r + _c(c0)
+
+
+def _exp_core(b: _Body, x) -> tirx.Var:
+    """e^x for x already inside [EXP_LO, EXP_HI]."""
+    kd = b.let("kd", x * _c(LOG2E) + _c(SHIFTER))
+    kf = b.let("kf", kd - _c(SHIFTER))
+    r = b.let("r", kf * _c(-LN2_HI) + x)
+    r = b.let("r_lo", kf * _c(-LN2_LO) + r)
+    # 1 + (r + r^2 q(r)): adding the 1 last keeps r's low bits (0.88 ulp; (1 + r) + ... gives 1.23)
+    r2 = b.let("r2", r * r)
+    poly = b.let("p", (r2 * _estrin(b, r, EXP_POLY, "r", r2) + r) + _c(1.0))
+    bits = b.let("kd_bits", tirx.op.reinterpret("uint32", kd), "uint32")
+    scale_bits = b.let("scale_bits", tirx.op.shift_left(bits, tirx.const(23, "uint32")), "uint32")
+    scale = b.let("scale", tirx.op.reinterpret(F32, scale_bits))
+    return b.let("e", poly * scale)
+
+
+def fast_exp() -> tirx.PrimFunc:
+    x = tirx.Var("x", F32)
+    b = _Body()
+    xc = b.let("xc", tirx.Min(tirx.Max(x, _c(EXP_LO)), _c(EXP_HI)))
+    return b.ret(_exp_core(b, xc), [x], "fast_exp")
+
+
+def fast_exp_in_range() -> tirx.PrimFunc:
+    """fast_exp without the clamp, for callers that proved EXP_LO <= x <= EXP_HI."""
+    x = tirx.Var("x", F32)
+    b = _Body()
+    return b.ret(_exp_core(b, x), [x], "fast_exp_in_range")
+
+
+#: 2^f ~ 1 + sum c_i f^i on |f| <= 1/2 (near-minimax relative fit, max 2.0e-9)
+EXP2_POLY = (0.693147202857755, 0.24022647913279854, 0.055503324663802575, 0.00961843737964845,
+             0.0013398876065584498, 0.0001535335976063834)
+
+
+def fast_exp2_in_range() -> tirx.PrimFunc:
+    """2^t for -127 <= t <= 127 (callers prove the range): k = round(t) by the shifter, f = t - k
+    exactly, 2^f by a degree-6 polynomial. exp(a*b) = 2^((a*log2 e)*b) saves the Cody-Waite
+    steps where a is a loop invariant; the extra rounding of a*log2 e is of the order of the
+    rounding of a*b itself."""
+    t = tirx.Var("t", F32)
+    b = _Body()
+    kd = b.let("kd", t + _c(SHIFTER))
+    f = b.let("f", t - (kd - _c(SHIFTER)))
+    f2 = b.let("f2", f * f)
+    # 1 + (c1 f + f^2 q(f)): the 1 added last, as in fast_exp
+    poly = b.let("p", (_c(EXP2_POLY[0]) * f + f2 * _estrin(b, f, EXP2_POLY[1:], "f", f2)) + _c(1.0))
+    bits = b.let("kd_bits", tirx.op.reinterpret("uint32", kd), "uint32")
+    scale_bits = b.let("scale_bits", tirx.op.shift_left(bits, tirx.const(23, "uint32")), "uint32")
+    scale = b.let("scale", tirx.op.reinterpret(F32, scale_bits))
+    return b.ret(poly * scale, [t], "fast_exp2_in_range")
+
+
+def fast_softplus() -> tirx.PrimFunc:
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), the log1p by the atanh series in s = e/(2+e)."""
+    x = tirx.Var("x", F32)
+    b = _Body()
+    neg_abs = b.let("neg_abs", tirx.Min(x, _c(0.0) - x))
+    e = _exp_core(b, b.let("xc", tirx.Max(neg_abs, _c(EXP_LO))))
+    s = b.let("s", e / (_c(2.0) + e))
+    w = b.let("w", s * s)
+    g = _estrin(b, w, (1.0,) + LOG1P_POLY, "w")
+    return b.ret(tirx.Max(x, _c(0.0)) + (s + s) * g, [x], "fast_softplus")
+
+
+def _dtype(expr) -> str:
+    return str(getattr(expr.ty, "dtype", ""))
+
+
+def _is_op(expr, name: str) -> bool:
+    return isinstance(expr, ir.expr.Call) and isinstance(expr.op, ir.Op) and expr.op.name == name
+
+
+class _Helpers:
+    """The helper PrimFuncs a module needs, added once each."""
+
+    def __init__(self, mod: tvm.IRModule):
+        self.mod = mod
+        self.gvs: dict[str, ir.GlobalVar] = {}
+
+    def call(self, name: str, make, arg) -> ir.expr.Call:
+        """A call to helper `name`, added to the module (built by `make`) on first use."""
+        if name not in self.gvs:
+            existing = [gv for gv in self.mod.get_global_vars() if gv.name_hint == name]
+            gv = existing[0] if existing else ir.GlobalVar(name)
+            if not existing:
+                self.mod[gv] = make()
+            self.gvs[name] = gv
+        return ir.expr.Call(self.gvs[name], [arg], ret_ty=F32)
+
+
+def lower_fast_math(func: tirx.PrimFunc, helpers: _Helpers) -> tirx.PrimFunc:
+    def on_call(call):
+        if _is_op(call, "tirx.log1p") and _is_op(call.args[0], "tirx.exp"):
+            return helpers.call("fast_softplus", fast_softplus, call.args[0].args[0])
+        if _is_op(call, "tirx.exp") and _dtype(call) == F32:
+            return helpers.call("fast_exp", fast_exp, call.args[0])
+        return call
+
+    # pre-order: log1p(exp(x)) is matched before its inner exp is rewritten
+    return tvm_ffi.structural_map(func, (ir.expr.Call, on_call), order="pre")
+
+
+LIBM_CALLS = ("tirx.exp", "tirx.log1p", "tirx.log", "tirx.sigmoid", "tirx.tanh", "tirx.exp2", "tirx.pow")
+
+
+def remaining_libm_calls(func: tirx.PrimFunc) -> set[str]:
+    found: set[str] = set()
+
+    def visit(call):
+        if isinstance(call.op, ir.Op) and call.op.name in LIBM_CALLS:
+            found.add(call.op.name)
+        return call
+
+    tvm_ffi.structural_map(func, (ir.expr.Call, visit))
+    return found
+
+
+def LowerFastMath(exp: str = "poly6") -> tvm.transform.Pass:
+    """exp="poly6": the helpers above; exp="libm": leave exp/log1p to the C library (baseline)."""
+    if exp not in ("poly6", "libm"):
+        raise ValueError(f"unknown exp variant '{exp}' (known: poly6, libm)")
+
+    @tvm.transform.module_pass(opt_level=0, name="LowerFastMath")
+    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        if exp == "libm":
+            return mod
+        helpers = _Helpers(mod)
+        kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]
+        for gv, func in [(gv, lower_fast_math(f, helpers)) for gv, f in kernels]:
+            mod[gv] = func
+        return mod
+
+    return _pass
