@@ -20,6 +20,7 @@ def export_onnx(module, example_input, path: Path) -> Path:
     import torch
 
     from .frontend.onnx_ops import DOMAIN, VERSION, register_schemas
+    from .frontend.reference import inference_mode
 
     register_schemas()
     mamba = onnxscript.values.Opset(DOMAIN, VERSION)
@@ -36,7 +37,7 @@ def export_onnx(module, example_input, path: Path) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(module.eval(), (x,), dynamo=True, custom_translation_table=table,
+            program = torch.onnx.export(inference_mode(module), (x,), dynamo=True, custom_translation_table=table,
                                         verbose=False)
         except Exception as exc:
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)

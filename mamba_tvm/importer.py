@@ -77,7 +77,9 @@ class _Importer(ExportedProgramImporter):
 
 def export(module: torch.nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
     """torch.export of a module in inference mode (no grad, eval)."""
-    module = module.eval()
+    from .frontend.reference import inference_mode
+
+    module = inference_mode(module)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -4,7 +4,8 @@
  *   expf, logf, log1pf: every `stride`-th 32-bit pattern (stride 1 = all 2^32 inputs), error
  *   in ulps against the double-precision glibc result rounded to float's ulp at that value;
  *   __divsf3: `div_pairs` random bit-pattern pairs (a quarter with quotients near 1) plus every
- *   pair of special values, compared bit for bit with the host's IEEE division.
+ *   pair of special values, compared bit for bit with the host's IEEE division; sqrtf: every
+ *   `stride`-th pattern, bit for bit with the host's IEEE square root.
  * Prints one line per function: "<name> max_ulp <v> at <hex input> inputs <n>" and
  * "__divsf3 mismatches <m> pairs <n>". Exit status 0 always; the Python test holds the bounds.
  *
@@ -20,6 +21,7 @@ float mini___divsf3(float a, float b);
 float mini_expf(float x);
 float mini_logf(float x);
 float mini_log1pf(float x);
+float mini_sqrtf(float x);
 
 static uint32_t bits(float f) {
   uint32_t u;
@@ -77,7 +79,7 @@ int main(int argc, char **argv) {
   long div_pairs = argc > 2 ? strtol(argv[2], NULL, 10) : 1000000L;
   int hash_mode = argc > 3 && strcmp(argv[3], "hash") == 0;
   struct worst we = {0, 0, 0}, wl = {0, 0, 0}, wp = {0, 0, 0};
-  uint64_t u, mismatches = 0, pairs = 0;
+  uint64_t u, mismatches = 0, pairs = 0, sqrt_bad = 0, sqrt_n = 0;
   uint32_t h = 2166136261u;
   size_t i, j;
   long k;
@@ -88,15 +90,20 @@ int main(int argc, char **argv) {
     float e = mini_expf(x), l = mini_logf(x), p = mini_log1pf(x);
     if (hash_mode) {
       float d = mini___divsf3(1.0f, x);
-      uint32_t v[4];
-      v[0] = bits(e), v[1] = bits(l), v[2] = bits(p), v[3] = bits(d);
-      for (i = 0; i < 4; i++) {
+      uint32_t v[5];
+      v[0] = bits(e), v[1] = bits(l), v[2] = bits(p), v[3] = bits(d), v[4] = bits(mini_sqrtf(x));
+      for (i = 0; i < 5; i++) {
         if ((v[i] & 0x7fffffffu) > 0x7f800000u) v[i] = 0x7fc00000u; /* NaN payloads are the FPU's choice */
         for (j = 0; j < 4; j++) h = (h ^ ((v[i] >> (8u * j)) & 0xffu)) * 16777619u;
       }
       continue;
     }
     if (isnan(x)) continue;
+    {
+      float got = mini_sqrtf(x), want = sqrtf(x);
+      sqrt_n++;
+      if (bits(got) != bits(want) && !(isnan(got) && isnan(want))) sqrt_bad++;
+    }
     track(&we, ulps(e, exp((double)x)), (uint32_t)u);
     if (x > 0.0f) track(&wl, ulps(l, log((double)x)), (uint32_t)u);
     if (x >= -1.0f) track(&wp, ulps(p, log1p((double)x)), (uint32_t)u);
@@ -126,6 +133,7 @@ int main(int argc, char **argv) {
   printf("expf max_ulp %.4f at %08x inputs %llu\n", we.ulp, we.at, (unsigned long long)we.n);
   printf("logf max_ulp %.4f at %08x inputs %llu\n", wl.ulp, wl.at, (unsigned long long)wl.n);
   printf("log1pf max_ulp %.4f at %08x inputs %llu\n", wp.ulp, wp.at, (unsigned long long)wp.n);
+  printf("sqrtf mismatches %llu inputs %llu\n", (unsigned long long)sqrt_bad, (unsigned long long)sqrt_n);
   printf("__divsf3 mismatches %llu pairs %llu\n", (unsigned long long)mismatches, (unsigned long long)pairs);
   return 0;
 }

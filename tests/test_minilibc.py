@@ -3,7 +3,7 @@
 Accuracy is measured on the host against double-precision glibc (minilibc_accuracy.c): every
 257th 32-bit input pattern in CI (~16.7 M inputs, a second or two), all 2^32 in the slow test
 (`pytest -m slow`, ~6 CPU-minutes; measured: expf 1.023 ulp, logf 0.835, log1pf 0.863).
-__divsf3 must equal the host's IEEE division bit for bit. The device computes the same bits
+__divsf3 and sqrtf must equal the host's IEEE division and square root bit for bit. The device computes the same bits
 as the host build (a hash over a sample, run on QEMU's LX7), so the host figures hold there.
 """
 import re
@@ -37,7 +37,9 @@ def _measure(exe: Path, stride: int, div_pairs: int, timeout: float) -> dict:
                          check=True).stdout
     ulps = {m[1]: (float(m[2]), int(m[3])) for m in re.finditer(r"^(\w+) max_ulp (\S+) at \w+ inputs (\d+)$", out, re.M)}
     div = re.search(r"^__divsf3 mismatches (\d+) pairs (\d+)$", out, re.M)
-    return {"ulps": ulps, "div_mismatches": int(div[1]), "div_pairs": int(div[2]), "text": out}
+    sqrt = re.search(r"^sqrtf mismatches (\d+) inputs (\d+)$", out, re.M)
+    return {"ulps": ulps, "div_mismatches": int(div[1]), "div_pairs": int(div[2]), "sqrt_mismatches": int(sqrt[1]),
+            "sqrt_inputs": int(sqrt[2]), "text": out}
 
 
 def _assert_within_bounds(result: dict, min_inputs: int) -> None:
@@ -46,6 +48,7 @@ def _assert_within_bounds(result: dict, min_inputs: int) -> None:
         assert ulp <= ULP_BOUND, f"{name}: {ulp} ulp\n{result['text']}"
         assert inputs >= min_inputs // 4, (name, inputs)  # logf/log1pf take only their domain
     assert result["div_mismatches"] == 0, result["text"]
+    assert result["sqrt_mismatches"] == 0 and result["sqrt_inputs"] >= min_inputs - 2**24, result["text"]
 
 
 def test_accuracy_sampled(accuracy_exe):

@@ -41,7 +41,7 @@ FORMS = [("sequence", "timestep", "fp32"), ("sequence", "layer", "fp32"), ("stre
 DEVICE_FORMS = [("sequence", "timestep", "fp32"), ("sequence", "timestep", "int8"),
                 ("stream", "timestep", "fp32"), ("sequence", "layer", "fp32")]
 #: what the model C may call on the LX7: runtime_c/minilibc's functions
-MINILIBC = {"expf", "logf", "log1pf", "fabsf", "__divsf3", "memset", "memcpy", "memmove", "strlen"}
+MINILIBC = {"expf", "logf", "log1pf", "fabsf", "sqrtf", "__divsf3", "memset", "memcpy", "memmove", "strlen"}
 FLOAT_LITERAL = r"(?:-?\d+\.\d+e[+-]\d+f|-?INFINITY|NAN|-?0x[0-9a-fp.+-]+f)"
 CONSTANT_SELECT = re.compile(rf"\?\s*\(?{FLOAT_LITERAL}\)?\s*:\s*\(?{FLOAT_LITERAL}\)?")
 

@@ -119,7 +119,9 @@ def _load_pickled_module(path: Path) -> torch.nn.Module | None:
     except Exception as exc:
         from .checkpoint import _first_line
 
-        raise CheckpointError(f"{path}: not a readable PyTorch file ({_first_line(exc)})") from None
+        hint = ": the classes of a pickled module must be importable where mamba_tvm runs" \
+            if isinstance(exc, (ModuleNotFoundError, AttributeError)) else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({_first_line(exc)}{hint})") from None
     return obj if isinstance(obj, torch.nn.Module) else None
 
 
@@ -145,6 +147,11 @@ def _input_features(module: torch.nn.Module) -> int:
 
 
 def _load_pt2(path: Path) -> Model:
+    import logging
+
+    import relay_ops  # noqa: F401  (the Mamba custom ops must be registered to deserialize them)
+
+    logging.getLogger("torch.export").setLevel(logging.CRITICAL)  # its own tracebacks; ours is one line
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

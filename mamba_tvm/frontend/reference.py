@@ -12,6 +12,15 @@ import torch
 from .checkpoint import ModelSpec
 
 
+def inference_mode(module: torch.nn.Module) -> torch.nn.Module:
+    """module.eval(), for modules that have it (a torch.export program's module refuses eval():
+    it was exported in the mode it runs in)."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
 def as_module(model) -> torch.nn.Module:
     """An nn.Module for a TinyMamba ModelSpec or a module (returned as is)."""
     if isinstance(model, ModelSpec):
@@ -25,7 +34,7 @@ def reference_logits(model, x: np.ndarray, dtype=torch.float32) -> np.ndarray:
     """The module's outputs on x ((N, T, F), float32 or float64 arithmetic), as a 2-D array."""
     import copy
 
-    module = copy.deepcopy(as_module(model)).to(dtype).eval()
+    module = inference_mode(copy.deepcopy(as_module(model)).to(dtype))
     with torch.no_grad():
         out = module(torch.as_tensor(np.asarray(x), dtype=dtype))
     if isinstance(out, (tuple, list)):
@@ -37,7 +46,7 @@ def first_nonfinite_layer(model, x: np.ndarray) -> str | None:
     """Where values first stop being finite on input x, in execution order (None if the logits
     are finite): the module run with hooks on every layer. Operators that are not modules
     (a custom op, a mean in forward) are named by the layers around them."""
-    module = as_module(model).eval()
+    module = inference_mode(as_module(model))
     last_finite, found = ["the input"], []
 
     def finite(t) -> bool:

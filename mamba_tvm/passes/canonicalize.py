@@ -3,6 +3,9 @@
 - NormalizeTakeIndices: `take(x, -1, axis)` (PyTorch's `x[:, -1]`) becomes `take(x, n-1, axis)`.
   The importer emits take in "fast" mode, where a negative index reads out of bounds: the
   last-frame pooling computed garbage before this pass.
+- PowerToSquare: `x ** 2` (RMSNorm's mean of squares) is `square(x)` and `x ** 0.5` is `sqrt(x)`,
+  not a call to the C library's powf (which the LX7 has no implementation of, and which costs
+  far more anywhere).
 - TopKToMax: `x.max(dim).values` arrives as `topk(x, k=1)` with values and indices; when only
   the values are used it is `max(x, dim)`, which every later stage (the time-step split, the
   planner) knows.
@@ -34,6 +37,12 @@ class _Canonicalize(relax.PyExprMutator):
                 fixed = np.where(idx < 0, idx + _shape(value.args[0])[axis], idx).astype(idx.dtype)
                 value = relax.Call(value.op, [self.visit_expr(value.args[0]), relax.const(fixed)], value.attrs)
                 self._emit(binding, value)
+                return
+        if op == "relax.power" and isinstance(value.args[1], ir.Constant) and value.args[1].value.numpy().size == 1:
+            exponent = float(value.args[1].value.numpy().reshape(-1)[0])
+            if exponent in (2.0, 0.5):  # x**2 (RMSNorm's mean of squares) is a multiply, not powf
+                x = self.visit_expr(value.args[0])
+                self._emit(binding, relax.op.square(x) if exponent == 2.0 else relax.op.sqrt(x))
                 return
         if op == "relax.topk" and int(value.attrs.k) == 1 and bool(value.attrs.largest):
             x = self.visit_expr(value.args[0])

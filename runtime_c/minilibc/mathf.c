@@ -8,7 +8,8 @@
  *
  * Accuracy, measured on the host against double precision (tests/test_minilibc.py; every
  * 257th input pattern in CI, all 2^32 in the slow test): expf <= 1.5 ulp, logf and log1pf
- * <= 1.5 ulp, __divsf3 correctly rounded (round to nearest even, subnormals included).
+ * <= 1.5 ulp, __divsf3 and sqrtf correctly rounded (bit-identical to the host's IEEE division
+ * and square root; round to nearest even, subnormals included).
  * The device computes the same bits as the host build of this file (checked on QEMU).
  *
  * Built with -DMINILIBC_PREFIX=name_ on the host so that its functions do not replace the
@@ -28,6 +29,7 @@ float NAME(fabsf)(float x);
 float NAME(expf)(float x);
 float NAME(logf)(float x);
 float NAME(log1pf)(float x);
+float NAME(sqrtf)(float x);
 
 typedef union {
   float f;
@@ -226,4 +228,45 @@ float NAME(log1pf)(float x) {
   /* c * 2^-k, or nothing where it cannot matter (2^k >= 2^127 means x is huge) */
   c_scaled = (k < 127) ? c * pow2(-k) : 0.0f;
   return log_reduced(m - 1.0f, k, c_scaled / m);
+}
+
+/* ---- square root -------------------------------------------------------------------- */
+
+/* sqrt(x), correctly rounded (a square root of a float is never exactly halfway between two
+ * floats, so the remainder decides). Integer only: the significand, shifted so the exponent
+ * left over is even, has a 24-bit integer square root, found digit by digit. RMSNorm and
+ * LayerNorm call it (as 1/sqrtf) in generated code. */
+float NAME(sqrtf)(float x) {
+  uint32_t ux = bits_of(x), m, root = 0u, bit;
+  int32_t e, shift;
+  uint64_t rem, trial;
+  if ((ux & ABS_MASK) == 0u) return x;            /* +-0 */
+  if ((ux & ABS_MASK) > INF_BITS) return float_of(ux | QUIET_BIT); /* NaN */
+  if ((ux >> 31) != 0u) return float_of(QNAN_BITS);                /* x < 0 */
+  if (ux == INF_BITS) return x;                                     /* +inf */
+  e = (int32_t)(ux >> 23);
+  m = ux & MANT_MASK;
+  if (e == 0) {                                   /* subnormal */
+    e = 1;
+    while ((m & HIDDEN_BIT) == 0u) {
+      m <<= 1;
+      e -= 1;
+    }
+  } else {
+    m |= HIDDEN_BIT;
+  }
+  e -= 127;                                       /* x = m * 2^(e - 23), m in [2^23, 2^24) */
+  /* M = m * 2^s in [2^46, 2^48) with e - 23 - s even: sqrt(M) in [2^23, 2^24) */
+  rem = (uint64_t)m << ((e & 1) ? 24 : 23);
+  e = (e - 23 - ((e & 1) ? 24 : 23)) / 2;         /* sqrt(x) = sqrt(M) * 2^e */
+  for (shift = 23; shift >= 0; shift--) {         /* remainder rem = M - root^2 as root grows */
+    bit = 1u << shift;
+    trial = (uint64_t)(2u * root + bit) << shift;   /* (root + bit)^2 - root^2; no 64-bit multiply */
+    if (rem >= trial) {
+      rem -= trial;
+      root += bit;
+    }
+  }
+  if (rem > root) root += 1u;                     /* M > (root + 1/2)^2 = root^2 + root + 1/4 */
+  return float_of(((uint32_t)(e + 23 + 127) << 23) + (root - HIDDEN_BIT));
 }

@@ -9,6 +9,7 @@ float fabsf(float x);
 float expf(float x);
 float logf(float x);
 float log1pf(float x);
+float sqrtf(float x);
 
 #define INFINITY (__builtin_inff())
 #define NAN (__builtin_nanf(""))
