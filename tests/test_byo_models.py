@@ -75,7 +75,7 @@ class HFStack(nn.Module):
 
 
 class LastFrameMLP(nn.Module):
-    """mamba_tvm.nn.Mamba mixers in pre-norm residual blocks, LayerNorm, the last frame, an MLP."""
+    """mamba_tvm.nn.Mamba mixers in pre-norm residual blocks, LayerNorm, the last frame, an MLP (ReLU, tanh)."""
 
     def __init__(self):
         super().__init__()
@@ -83,7 +83,7 @@ class LastFrameMLP(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(12) for _ in range(2)])
         self.mixers = nn.ModuleList([Mamba(12, d_state=4, d_conv=3) for _ in range(2)])
         self.norm_f = nn.LayerNorm(12)
-        self.head = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Dropout(0.2), nn.Linear(20, 20), nn.SiLU(),
+        self.head = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Dropout(0.2), nn.Linear(20, 20), nn.Tanh(),
                                   nn.Linear(20, 5))
 
     def forward(self, x):
@@ -129,7 +129,7 @@ MambaSSMStyle.__name__ = MambaSSMStyle.__qualname__ = "Mamba"
 
 
 class ConvFrontMax(nn.Module):
-    """A causal Conv1d front end over time, a mamba_ssm mixer, max pooling over time."""
+    """A causal Conv1d front end over time with GELU, a mamba_ssm mixer, max pooling over time."""
 
     def __init__(self):
         super().__init__()
@@ -139,7 +139,7 @@ class ConvFrontMax(nn.Module):
         self.head = nn.Linear(16, 3)
 
     def forward(self, x):
-        h = F.relu(self.front(x.transpose(1, 2))[..., :x.shape[1]].transpose(1, 2))
+        h = F.gelu(self.front(x.transpose(1, 2))[..., :x.shape[1]].transpose(1, 2))
         h = h + self.mixer(self.norm(h))
         return self.head(h.amax(dim=1))
 
@@ -300,6 +300,25 @@ def test_pt2_onnx_and_pickle_routes_match_the_module(tmp_path):
     assert "onnx" in json.loads((tmp_path / "onnx" / "report.json").read_text())["reference"]
     refused = _cli("mamba_tvm.build", "--model", tmp_path / "whole.pt", "--out", tmp_path / "w0")
     assert refused.returncode == 1 and "--trust-pickle" in refused.stderr
+
+
+def test_swapped_hf_stack_saved_as_pt2(tmp_path):
+    """The README's export recipe for Hugging Face mixers: torch.export of
+    mamba_tvm.swap_mixers(model), saved and loaded back, compiles to the module's logits; the
+    user's module itself is left untouched."""
+    import mamba_tvm
+    from mamba_tvm.frontend.model import load_model
+
+    module = _make("hf_stack")
+    x = torch.from_numpy(_inputs(1))
+    torch.export.save(torch.export.export(mamba_tvm.swap_mixers(module), (x,)), tmp_path / "hf.pt2")
+    assert type(module.layers[0].mixer).__name__ == "MambaMixer"
+    model = load_model(tmp_path / "hf.pt2")
+    c = compile_model(model, SEQ_LEN)
+    c.write(tmp_path / "model")
+    xs, exe = _inputs(3, seed=5), build_host_runner(tmp_path / "model", c.c_files)
+    got = np.stack([run_host(exe, xi[None]) for xi in xs])
+    assert not parity_errors(got, _float64(module, xs)), parity_errors(got, _float64(module, xs))
 
 
 def test_python_api_builds_and_runs_on_qemu(tmp_path):

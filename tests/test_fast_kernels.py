@@ -124,6 +124,8 @@ def test_fast_math_helpers_accuracy():
         assert r["fast_exp2_in_range"]["max_ulp"] <= (1.25 if fma else 1.6), r["fast_exp2_in_range"]
         assert r["fast_softplus"]["max_rel"] <= 5e-7, r["fast_softplus"]
         assert r["sigmoid"]["max_rel"] <= 3e-7, r["sigmoid"]
+        for name in ("fast_tanh", "fast_erf"):  # every float32 (odd: the positive half); full sweep <= 7 ulp
+            assert r[name]["max_rel"] <= 5e-7 and r[name]["max_ulp"] <= 8, (name, r[name])
         for name in ("fast_exp", "fast_exp2_in_range"):
             assert abs(r[name]["mean_ulp"]) <= 0.01, (name, r[name])  # no bias for the scan to accumulate
             assert r[name]["wrong_below_flt_min"] == 0

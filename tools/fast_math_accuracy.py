@@ -31,6 +31,9 @@ CASES = [
     ("fast_softplus", "(x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))", (-88.0, 20.0),
      "softplus(dt_proj) below torch's threshold of 20"),
     ("sigmoid", "1.0 / (1.0 + exp(-x))", (-88.0, 88.0), "SiLU: x / (1 + fast_exp(-x))"),
+    # odd functions: the harness measures the positive half (the helpers are exactly odd)
+    ("fast_tanh", "tanh(x)", (-3.0e38, 3.0e38), "tanh and GELU(approximate='tanh') in the user's layers"),
+    ("fast_erf", "erf(x)", (-3.0e38, 3.0e38), "GELU: x/2 (1 + erf(x/sqrt 2))"),
 ]
 
 HARNESS = r"""
@@ -70,7 +73,8 @@ int main(int argc, char** argv) {
 
 def helpers_c(fma: bool) -> str:
     makers = {"fast_exp": fm.fast_exp, "fast_exp_in_range": fm.fast_exp_in_range,
-              "fast_exp2_in_range": fm.fast_exp2_in_range, "fast_softplus": fm.fast_softplus}
+              "fast_exp2_in_range": fm.fast_exp2_in_range, "fast_softplus": fm.fast_softplus,
+              "fast_tanh": fm.fast_tanh, "fast_erf": fm.fast_erf}
     return emit_helpers_c({name: (contract_fma(make()) if fma else make()) for name, make in makers.items()})
 
 

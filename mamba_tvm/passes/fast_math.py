@@ -1,4 +1,4 @@
-"""LowerFastMath: exp, softplus and sigmoid as inline polynomial code instead of libm calls.
+"""LowerFastMath: exp, softplus, sigmoid, tanh and erf as inline code instead of libm calls.
 
 newlib's `expf` costs about 60 instructions on a Cortex-M7 and the Xtensa LX7 has no libm at
 all, while a Mamba step evaluates exp d_inner x d_state times (2,048 per frame for KWS-10).
@@ -144,6 +144,43 @@ def fast_softplus() -> tirx.PrimFunc:
     return b.ret(tirx.Max(x, _c(0.0)) + (s + s) * g, [x], "fast_softplus")
 
 
+#: tanh and erf: the odd/even rationals TVM's topi.fast_tanh and topi.fast_erf emit (Eigen's),
+#: as numerator coefficients of x (in x^2, highest first) over denominator ones, and the clamp
+#: beyond which the rational is used at the clamp (tanh(9) and erf(4) round to +-1 within 2 ulp).
+#: Measured against double precision (docs/fast-math.md): tanh 5.7 ulp, erf 7.0 ulp, at most
+#: 4.2e-7 absolute, both near +-1.
+TANH_RATIONAL = (9.0, (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                       1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03),
+                 (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
+ERF_RATIONAL = (4.0, (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                      -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02),
+                (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                 -1.42647390514189e-02))
+
+
+def _odd_rational(name: str, table) -> tirx.PrimFunc:
+    clamp, numerator, denominator = table
+    # tanh's numerator rescaled so that p/q is exactly 1 at 0 (Eigen's float constants leave it
+    # at 1 - 1.3e-7: a one-ulp bias on every small input)
+    if name == "fast_tanh":
+        numerator = tuple(c * denominator[-1] / numerator[-1] for c in numerator)
+    x = tirx.Var("x", F32)
+    b = _Body()
+    xc = b.let("xc", tirx.Min(tirx.Max(x, _c(-clamp)), _c(clamp)))
+    w = b.let("w", xc * xc)
+    p = b.let("p", _estrin(b, w, numerator[::-1], "w_p"))
+    q = b.let("q", _estrin(b, w, denominator[::-1], "w_q"))
+    return b.ret(xc * (p / q), [x], name)  # x (p/q): x p underflows for tiny x
+
+
+def fast_tanh() -> tirx.PrimFunc:
+    return _odd_rational("fast_tanh", TANH_RATIONAL)
+
+
+def fast_erf() -> tirx.PrimFunc:
+    return _odd_rational("fast_erf", ERF_RATIONAL)
+
+
 def _dtype(expr) -> str:
     return str(getattr(expr.ty, "dtype", ""))
 
@@ -176,13 +213,17 @@ def lower_fast_math(func: tirx.PrimFunc, helpers: _Helpers) -> tirx.PrimFunc:
             return helpers.call("fast_softplus", fast_softplus, call.args[0].args[0])
         if _is_op(call, "tirx.exp") and _dtype(call) == F32:
             return helpers.call("fast_exp", fast_exp, call.args[0])
+        if _is_op(call, "tirx.tanh") and _dtype(call) == F32:
+            return helpers.call("fast_tanh", fast_tanh, call.args[0])
+        if _is_op(call, "tirx.erf") and _dtype(call) == F32:
+            return helpers.call("fast_erf", fast_erf, call.args[0])
         return call
 
     # pre-order: log1p(exp(x)) is matched before its inner exp is rewritten
     return tvm_ffi.structural_map(func, (ir.expr.Call, on_call), order="pre")
 
 
-LIBM_CALLS = ("tirx.exp", "tirx.log1p", "tirx.log", "tirx.sigmoid", "tirx.tanh", "tirx.exp2", "tirx.pow")
+LIBM_CALLS = ("tirx.exp", "tirx.log1p", "tirx.log", "tirx.sigmoid", "tirx.tanh", "tirx.erf", "tirx.exp2", "tirx.pow")
 
 
 def remaining_libm_calls(func: tirx.PrimFunc) -> set[str]:
