@@ -30,6 +30,7 @@ from mamba_tvm.errors import CompileError, TimeSplitError
 from mamba_tvm.frontend.model import model_from_module
 from mamba_tvm.nn import Mamba
 from mamba_tvm.project.rpc_firmware import build_rpc_firmware
+from tests.mamba_simple_torch import MambaSimple
 from tests.reference_f64 import parity_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,35 +94,16 @@ class LastFrameMLP(nn.Module):
         return self.head(self.norm_f(h)[:, -1])
 
 
-class MambaSSMStyle(nn.Module):
-    """mamba_ssm's mamba_simple.Mamba inference forward (no CUDA path), under its module path."""
+class MambaSSMStyle(MambaSimple):
+    """mamba_ssm's mamba_simple.Mamba inference forward (no CUDA path; the independent
+    tests/mamba_simple_torch.py), under mamba_ssm's module path, with trained-like A and D."""
 
     def __init__(self, d_model, d_state=8, d_conv=4, expand=2):
-        super().__init__()
-        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
-        self.d_inner, self.dt_rank, self.activation = expand * d_model, max(1, d_model // 16), "silu"
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1)
-        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1).float().repeat(self.d_inner, 1))
-                                  + 0.1 * torch.randn(self.d_inner, d_state))
-        self.D = nn.Parameter(torch.rand(self.d_inner) + 0.5)
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-
-    def forward(self, hidden):
-        length = hidden.shape[1]
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length]).transpose(1, 2)
-        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(self.dt_proj(dt))
-        A = -torch.exp(self.A_log)
-        h = x.new_zeros(x.shape[0], self.d_inner, self.d_state)
-        ys = []
-        for t in range(length):
-            h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[..., None] * B[:, t, None, :]
-            ys.append((h * C[:, t, None, :]).sum(-1) + self.D * x[:, t])
-        return self.out_proj(torch.stack(ys, dim=1) * F.silu(z))
+        super().__init__(d_model, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=max(1, d_model // 16))
+        self.activation = "silu"
+        with torch.no_grad():
+            self.A_log.add_(0.1 * torch.randn_like(self.A_log))
+            self.D.copy_(torch.rand_like(self.D) + 0.5)
 
 
 MambaSSMStyle.__module__ = "mamba_ssm.modules.mamba_simple"
