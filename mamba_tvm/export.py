@@ -19,6 +19,7 @@ def export_onnx(module, example_input, path: Path) -> Path:
     import onnxscript
     import torch
 
+    import relay_ops  # noqa: F401  (registers torch.ops.mamba.*, also for models without a Mamba layer)
     from .frontend.onnx_ops import DOMAIN, VERSION, register_schemas
     from .frontend.reference import inference_mode
 

@@ -284,6 +284,37 @@ def test_pt2_onnx_and_pickle_routes_match_the_module(tmp_path):
     assert refused.returncode == 1 and "--trust-pickle" in refused.stderr
 
 
+class CNNBaseline(nn.Module):
+    """A keyword-spotting CNN with no Mamba layer: two causal Conv1d + ReLU, mean, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv1d(FEATURES, 16, 3, padding=2), nn.Conv1d(16, 16, 3, padding=2)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        length = x.shape[1]
+        h = torch.relu(self.conv1(x.transpose(1, 2))[..., :length])
+        return self.head(torch.relu(self.conv2(h)[..., :length]).mean(-1))
+
+
+@pytest.mark.parametrize("mode", ["sequence", "stream"])
+def test_onnx_model_without_mamba_nodes(tmp_path, mode):
+    """Standard ONNX (no mamba_tvm node) goes through the same flow, time split included."""
+    from mamba_tvm.export import export_onnx
+    from mamba_tvm.frontend.model import load_model
+
+    torch.manual_seed(3)
+    module = CNNBaseline().eval()
+    export_onnx(module, torch.from_numpy(_inputs(1)), tmp_path / "cnn.onnx")
+    c = compile_model(load_model(tmp_path / "cnn.onnx"), SEQ_LEN, mode=mode)
+    assert "step" in c.programs
+    c.write(tmp_path / "model")
+    xs, exe = _inputs(3, seed=7), build_host_runner(tmp_path / "model", c.c_files)
+    got = np.stack([run_host(exe, xi[None]) for xi in xs])
+    assert not parity_errors(got, _float64(module, xs)), parity_errors(got, _float64(module, xs))
+
+
 def test_swapped_hf_stack_saved_as_pt2(tmp_path):
     """The README's export recipe for Hugging Face mixers: torch.export of
     mamba_tvm.swap_mixers(model), saved and loaded back, compiles to the module's logits; the

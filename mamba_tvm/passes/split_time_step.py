@@ -80,6 +80,12 @@ def _norm_axes(axes, ndim: int) -> list[int]:
     return sorted(a % ndim for a in axes)
 
 
+def _dtype_or(dtype, default: str) -> str:
+    """An op's out_dtype attribute, or `default` where the importer left it unset (ONNX: None)."""
+    text = "" if dtype is None else str(dtype)
+    return text if text not in ("", "None", "void") else default
+
+
 class _Splitter:
     """Reads main's bindings once (what is per frame, what is state, what is after the
     reductions), then emits `step` and `finish` with a BlockBuilder."""
@@ -466,7 +472,7 @@ class _Splitter:
             attrs = value.attrs
             out = bb.emit(relax.op.nn.conv1d(window, weight, strides=1, padding=0, dilation=1,
                                              groups=int(attrs.groups), data_layout="NCW", kernel_layout="OIW",
-                                             out_dtype=str(attrs.out_dtype) or "float32"), name_hint=var.name)
+                                             out_dtype=_dtype_or(attrs.out_dtype, "float32")), name_hint=var.name)
             if kernel > 1:
                 new_state[state.name] = bb.emit(relax.op.strided_slice(window, axes=[2], begin=[1], end=[kernel]))
             return out
