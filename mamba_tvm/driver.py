@@ -107,6 +107,8 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             reference = _finite_reference(model, demo)
         _require_finite(logits, f"{report['logits_from']} logits")
         report["max_abs_err_vs_torch"] = float(np.max(np.abs(logits - reference)))
+        if weights != "int8":  # int8 logits differ from the float model by design: checked against the int8 graph
+            _require_agreement(logits, reference, report["reference"], report["logits_from"])
         report["mean_abs_err_vs_torch"] = float(np.mean(np.abs(logits - reference)))
         report["argmax"] = int(np.argmax(logits))
         report["argmax_torch"] = int(np.argmax(reference))
@@ -117,6 +119,7 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             report["fp32_weights_bytes"] = model.weight_bytes
             graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
             report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
+            _require_agreement(logits, graph, "the int8 graph on TVM's VM", report["logits_from"])
             report.update(quantization_error(model, x, host.run))
             _require_finite(np.asarray([report["int8_max_logit_change"]]), "int8 logit change")
         if "mambalite_c_logits" in model.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
@@ -160,6 +163,23 @@ def _require_finite(values: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(values)):
         raise BuildError(f"the {what} are not finite ({values.tolist()}) although the PyTorch reference is: "
                          "the generated code is wrong; please report it with the model")
+
+
+#: the self-check's gate, relative to max(1, max |reference logit|): ten times the parity bound
+#: the test suite holds every form to against float64 (the reference here is float32)
+AGREEMENT_BOUND = 1e-4
+
+
+def _require_agreement(logits: np.ndarray, reference: np.ndarray, what: str, where: str) -> None:
+    """A build whose logits disagree with the reference is a miscompile: refuse it rather than
+    write a binary that is silently wrong."""
+    from .errors import MiscompileError
+
+    bound = AGREEMENT_BOUND * max(1.0, float(np.max(np.abs(reference))))
+    err = float(np.max(np.abs(logits - reference)))
+    if not err <= bound:
+        raise MiscompileError(f"the compiled model's logits ({where}) differ from {what} by {err:.3g} on the check "
+                              f"input (allowed {bound:.3g}); nothing was written")
 
 
 def _relocate(report: dict, old: Path, new: Path) -> dict:

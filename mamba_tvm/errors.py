@@ -29,6 +29,11 @@ class TimeSplitError(CompileError):
     """The graph has an operator that mixes time steps in a way no step form exists for."""
 
 
+class MiscompileError(Exception):
+    """The compiled model's logits disagree with the reference: a compiler bug, not the user's
+    (exit 2), and the build leaves nothing behind."""
+
+
 def _survive_tvm_passes():
     """Raised inside a Python pass that TVM's pass infrastructure calls, an exception crosses
     C++ and comes back as a RuntimeError unless tvm_ffi knows its class by name; then the CLI
@@ -50,6 +55,8 @@ def cli_error(exc: BaseException) -> tuple[str, int]:
         text = " | ".join(lines)
         return "error: " + (text if len(text) <= 800 else text[:797] + "..."), 1
     detail = lines[-1] if lines else ""
+    if isinstance(exc, MiscompileError):
+        return f"error: internal compiler error: {detail}; please report it with the model", 2
     return f"error: internal compiler error ({type(exc).__name__}: {detail}); please report it with the model", 2
 
 

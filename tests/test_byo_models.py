@@ -134,8 +134,8 @@ def _make(name):
     return MODELS[name]().eval()
 
 
-def _inputs(n=4, seed=0):
-    return (3 * np.random.default_rng(seed).standard_normal((n, SEQ_LEN, FEATURES))).astype(np.float32)
+def _inputs(n=4, seed=0, length=SEQ_LEN):
+    return (3 * np.random.default_rng(seed).standard_normal((n, length, FEATURES))).astype(np.float32)
 
 
 def _float64(module, x):
@@ -313,6 +313,49 @@ def test_onnx_model_without_mamba_nodes(tmp_path, mode):
     xs, exe = _inputs(3, seed=7), build_host_runner(tmp_path / "model", c.c_files)
     got = np.stack([run_host(exe, xi[None]) for xi in xs])
     assert not parity_errors(got, _float64(module, xs)), parity_errors(got, _float64(module, xs))
+
+
+class MeanMaxPool(nn.Module):
+    """Mean and max over time concatenated, hardswish: the whole-sequence max reduction."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.mixer, self.head = nn.Linear(FEATURES, 16), Mamba(16, d_state=4), nn.Linear(32, 5)
+
+    def forward(self, x):
+        h = F.hardswish(self.mixer(self.embed(x)))
+        return self.head(torch.cat([h.mean(1), h.amax(1)], -1))
+
+
+@pytest.mark.parametrize("fusion", ["layer", "timestep"])
+def test_max_pooling_whole_sequence(tmp_path, fusion):
+    """A max over time reduced in one kernel (layer fusion): the C backend's min/max printing
+    must not reuse a value read before the accumulator was stored (BindMinMaxLoads)."""
+    torch.manual_seed(4)
+    module, xs = MeanMaxPool().eval(), _inputs(3, seed=9, length=16)  # T = 16: the reduction is unrolled (by 4 or 8)
+    c = compile_model(model_from_module(module, torch.from_numpy(xs[:1])), 16, fusion=fusion)
+    c.write(tmp_path / "model")
+    exe = build_host_runner(tmp_path / "model", c.c_files)
+    got = np.stack([run_host(exe, xi[None]) for xi in xs])
+    assert not parity_errors(got, _float64(module, xs)), parity_errors(got, _float64(module, xs))
+
+
+def test_a_miscompile_is_refused_not_written(tmp_path, monkeypatch):
+    """The build's self-check is a gate: with the min/max fix taken out, the max pooling above
+    comes out wrong, and the build fails as a compiler bug (exit 2) leaving no output."""
+    import tvm
+
+    import mamba_tvm
+    from mamba_tvm.codegen import plain_c
+    from mamba_tvm.errors import MiscompileError, cli_error
+
+    monkeypatch.setattr(plain_c, "BindMinMaxLoads", tvm.transform.module_pass(lambda m, _c: m, opt_level=0))
+    torch.manual_seed(4)
+    with pytest.raises(MiscompileError, match=r"differ from the PyTorch module, float32 by .* \(allowed") as info:
+        mamba_tvm.compile(MeanMaxPool().eval(), torch.from_numpy(_inputs(1, length=16)), target="zephyr/nucleo_h743zi",
+                          out=tmp_path / "out", fusion="layer")
+    assert cli_error(info.value)[1] == 2 and not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
 def test_swapped_hf_stack_saved_as_pt2(tmp_path):

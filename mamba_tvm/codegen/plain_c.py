@@ -91,9 +91,51 @@ def plain_c_pipeline() -> tvm.transform.Pass:
         MakePlainCAPI,
         tirx.transform.SkipAssert(),
         tirx.transform.LowerIntrin(),
+        BindMinMaxLoads,
         SelectFloatConstantsFromTable,  # after every pass that could fold a select back
         ExactFloatLiterals,
     ])
+
+
+def _has_load(expr) -> bool:
+    found = []
+    tvm_ffi.structural_map(expr, (ir.expr.TensorLoad, lambda load: found.append(load) or load))
+    return bool(found)
+
+
+def _bind_min_max_loads(stmt):
+    """`stmt` preceded by Binds of every min/max operand that reads memory, the operands
+    replaced by the bound variables."""
+    binds = []
+
+    def on_min_max(node):
+        operands = []
+        for operand in (node.a, node.b):
+            if _has_load(operand):
+                var = tirx.Var("mm", operand.ty)
+                binds.append(tirx.Bind(var, operand))
+                operand = var
+            operands.append(operand)
+        return type(node)(*operands)
+
+    value = tvm_ffi.structural_map(stmt.value, ((ir.prim.expr.Max, ir.prim.expr.Min), on_min_max))
+    if not binds:
+        return stmt
+    if isinstance(stmt, tirx.BufferStore):
+        return tirx.SeqStmt(binds + [tirx.BufferStore(stmt.buffer, value, stmt.indices)])
+    return tirx.SeqStmt(binds + [tirx.Bind(stmt.var, value)])
+
+
+@tvm.transform.module_pass(opt_level=0, name="BindMinMaxLoads")
+def BindMinMaxLoads(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """CodeGenC prints min/max through its SSA table, keyed by the operand's printed text and
+    kept for the whole scope: after `acc[i] = max(acc[i], x0)` an unrolled `max(acc[i], x1)`
+    reuses the value read before the store (a wrong max pooling). Reading each memory operand
+    into its own variable first makes the printed text unique."""
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, tirx.PrimFunc):
+            mod[gv] = tvm_ffi.structural_map(func, ((tirx.BufferStore, tirx.Bind), _bind_min_max_loads))
+    return mod
 
 
 def _bind_target(mod: tvm.IRModule) -> tvm.IRModule:
