@@ -254,6 +254,10 @@ class Tuner:
             path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
         task.calls = dict(calls)
 
+    def _sidecar(self, name: str) -> dict:
+        path = self.db_dir / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def _load_calls(self, task: ModelTask) -> None:
         path = self.db_dir / "calls.json"
         if not task.calls and path.is_file():
@@ -312,7 +316,10 @@ class Tuner:
                 if not self._have_point(task, mp, {}):
                     jobs.append((task, self._job(task, trial, mp, {})))
                     trial += 1
-        budget = None if self.trials is None else max(0, self.trials - len(jobs))
+        # --trials counts every measurement of a model, those of earlier runs in the database included
+        done_before = self._sidecar("trials.json")
+        budget = None if self.trials is None else max(0, min(
+            self.trials - len(model_points) - done_before.get(t.name, 0) for t in tasks))
         # the progress total, estimated with the fixed rules' model knobs until they are chosen
         self._total = len(jobs) + len(tasks) * (self._plan_kernel_trials(tasks, base_point, budget) + 1)
         results = self._run(jobs)
@@ -341,6 +348,10 @@ class Tuner:
                     jobs.append((task, self._job(task, 1000 + i, self.model_point, overrides)))
         self._total = self._done + len(jobs) + len(tasks)
         self._run(jobs)
+        for task in tasks:
+            done_before[task.name] = done_before.get(task.name, 0) + sum(1 for _, j in jobs if j.trial >= 1000
+                                                                          and j.model_path == task.path)
+        (self.db_dir / "trials.json").write_text(json.dumps(done_before, indent=1, sort_keys=True) + "\n")
         # 3. verification: every kernel's best point together
         report = TuneReport(self.core, self.target, self.model_point, tasks)
         jobs = []
