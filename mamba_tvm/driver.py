@@ -109,7 +109,11 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             report["notes"] = list(model.notes) + list(compiled.schedule_notes)
         host = _host_check(model_dir, compiled.c_files, x, reference)
         report.update(host.report)
-        report.update(_target_build(platform, board, staging, compiled, x, run, app, model.name))
+        target_report = _target_build(platform, board, staging, compiled, x, run, app, model.name)
+        target_notes = target_report.pop("notes", [])
+        report.update(target_report)
+        if target_notes:
+            report["notes"] = report.get("notes", []) + target_notes
         logits = np.asarray(report["logits"], dtype=np.float32)
         demo = x[:, :report.get("demo_input_frames", x.shape[1])]
         if report["logits_from"] != "host" and demo.shape[1] != x.shape[1]:  # the device ran a shortened demo

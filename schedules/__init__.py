@@ -66,9 +66,8 @@ def unmatched_notes(record: dict, decisions: dict, core: str) -> list[str]:
     by_name: dict[str, list[str]] = {}
     for e in record.get("kernels", []):
         by_name.setdefault(e.get("kernel", ""), []).append(e.get("signature", "?"))
-    notes = []
-    for name, d in sorted(decisions.items()):
-        if d["schedule"] == "default" and name in by_name:
-            notes.append(f"{core}.json has {name} only as {', '.join(by_name[name])}, not as {d['signature']} "
-                         "(another shape): fixed rules for it")
-    return notes
+    missed = [d["signature"] for name, d in sorted(decisions.items()) if d["schedule"] == "default" and name in by_name]
+    if not missed:
+        return []
+    return [f"{core}.json has no record for {', '.join(missed)} (it has these kernels for another shape): "
+            "fixed rules for them; `python -m mamba_tvm.tune` tunes them"]
