@@ -196,10 +196,10 @@ class Tuner:
             point = {k: point[k] for k in space.knobs}
             count = result.kernels.get(space.name) if reason is None else None
             if count is None:
-                reason = reason or f"kernel {space.name} not in the profile"
+                why = reason or f"kernel {space.name} not in the profile"
                 with open(self.db_dir / "rejected.jsonl", "a") as f:
                     f.write(json.dumps({"model": task.name, "kernel": space.name, "hash": space.hash,
-                                        "point": point, "trial": job.trial, "reason": reason}) + "\n")
+                                        "point": point, "trial": job.trial, "reason": why}) + "\n")
                 continue
             rec = ms.database.TuningRecord(point_trace(space.workload, space.knobs, point),
                                            self._workload(space.workload), [float(count)], self.ms_target)
