@@ -31,14 +31,22 @@ def resolve_target(target: str):
 
 
 def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weights: str):
-    """compile_model with the kernel passes set by the schedule record of the board's core."""
-    from schedules import load_schedule
+    """compile_model with the kernel passes set by the schedule records of the board's core: the
+    fixed rules (<core>.toml), and per kernel the tuned record (<core>.json) where it has the
+    kernel's signature and shape. `compiled.schedule` says which each kernel got, and why not."""
+    from schedules import load_schedule, load_tuned, unmatched_notes
 
     from .compiler import compile_model
     from .pipeline import mcu_pipeline
 
-    return compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights,
-                         pipeline=mcu_pipeline(**load_schedule(board.core)))
+    model_knobs, tuned, notes, record = load_tuned(board.core)
+    decisions: dict = {}
+    knobs = {**load_schedule(board.core), **model_knobs}
+    compiled = compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights,
+                             pipeline=mcu_pipeline(tuned=tuned, decisions=decisions, **knobs))
+    compiled.schedule = {name: d["schedule"] for name, d in decisions.items() if name in compiled.kernels}
+    compiled.schedule_notes = notes + unmatched_notes(record, decisions, board.core)
+    return compiled
 
 
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
@@ -96,11 +104,16 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
                   "input_owned_by": "caller"}
         report["reference"] = ("the ONNX model in onnx's reference evaluator" if model.onnx_model is not None
                                else "the PyTorch module, float32")
-        if model.notes:
-            report["notes"] = list(model.notes)
+        report["schedule"] = dict(sorted(compiled.schedule.items()))  # per kernel: tuned | default
+        if model.notes or compiled.schedule_notes:
+            report["notes"] = list(model.notes) + list(compiled.schedule_notes)
         host = _host_check(model_dir, compiled.c_files, x, reference)
         report.update(host.report)
-        report.update(_target_build(platform, board, staging, compiled, x, run, app, model.name))
+        target_report = _target_build(platform, board, staging, compiled, x, run, app, model.name)
+        target_notes = target_report.pop("notes", [])
+        report.update(target_report)
+        if target_notes:
+            report["notes"] = report.get("notes", []) + target_notes
         logits = np.asarray(report["logits"], dtype=np.float32)
         demo = x[:, :report.get("demo_input_frames", x.shape[1])]
         if report["logits_from"] != "host" and demo.shape[1] != x.shape[1]:  # the device ran a shortened demo

@@ -15,6 +15,7 @@ from .passes.name_kernels import NameKernelsAfterLayers
 from .passes.quantize_weights import QuantizeWeights
 from .passes.sink_bindings import SinkBindings
 from .passes.split_time_step import SplitTimeStep
+from .passes.kernel_schedules import ApplyKernelSchedules
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
@@ -70,7 +71,11 @@ def call_passes() -> list:
     ]
 
 
-def mcu_pipeline(**knobs) -> tvm.transform.Pass:
-    """The whole compiler; `knobs` are kernel_passes' (a core's schedule record, schedules/)."""
-    return tvm.transform.Sequential(graph_passes() + kernel_passes(**knobs)
-                                    + call_passes(), name="mamba_tvm_mcu")
+def mcu_pipeline(tuned: dict | None = None, decisions: dict | None = None, overrides: dict | None = None,
+                 **knobs) -> tvm.transform.Pass:
+    """The whole compiler; `knobs` are kernel_passes' (a core's schedule record, schedules/);
+    `tuned` (kernel hash -> knobs, a tuned record) and `overrides` (kernel name -> knobs, the
+    tuner's candidates) set them per kernel (passes/kernel_schedules.py)."""
+    kernels = (kernel_passes(**knobs) if tuned is None and decisions is None and overrides is None
+               else [ApplyKernelSchedules(knobs, tuned, decisions, overrides)])
+    return tvm.transform.Sequential(graph_passes() + kernels + call_passes(), name="mamba_tvm_mcu")

@@ -1,0 +1,160 @@
+"""Builder and runners for microcontroller candidates (MetaSchedule's Builder/Runner roles).
+
+Why not ms.builder.LocalBuilder / ms.runner.RPCRunner: those build one TIR kernel with
+tvm.compile and time it through the TVM runtime; here a candidate is a whole model (every
+kernel gets its knobs at once, so one run measures them all), compiled by mamba_tvm's
+pipeline to plain C, linked by the core's real toolchain and flags into the RPC firmware with
+per-call profiling, and measured in instructions on the emulated core (QEMU -icount on the
+M7, the LX7's ICOUNT). The logits come back with the counts; tuner.py checks them against the
+float64 reference before any count is used.
+
+- build_candidate: knobs -> firmware ELF (in a worker process: TVM and the C compiler).
+- run_local: the ELF on a local QEMU -> per-call counts and logits.
+- run_remote: the same through TVM's RPC tracker (tvm.rpc): a server started by
+  `python -m mamba_tvm.tune.server` runs the ELF on its QEMU (server.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: a TVM RPC function the tune server registers (server.py)
+REMOTE_RUN = "mamba_tvm.tune.run_profile"
+
+
+@dataclass
+class Job:
+    """One trial: a model compiled with these knobs, measured once."""
+    trial: int
+    model_path: str
+    target: str
+    base_knobs: dict
+    overrides: dict  # kernel name -> knobs
+    x: np.ndarray
+    mode: str = "sequence"
+    fusion: str = "timestep"
+    weights: str = "fp32"
+    tracker: str | None = None  # HOST:PORT
+    key: str | None = None  # tracker key (default: the core)
+    corrupt: dict = field(default_factory=dict)  # tests only: kernel name -> C text replacement
+
+
+@dataclass
+class Result:
+    trial: int
+    ok: bool
+    error: str | None = None  # build or run failure
+    kernels: dict = field(default_factory=dict)  # kernel name -> count per call (a kernel's own cost)
+    calls: dict = field(default_factory=dict)  # kernel name -> calls in one inference
+    total: int = 0
+    logits: list = field(default_factory=list)
+    decisions: dict = field(default_factory=dict)  # kernel name -> {"schedule", "signature", "hash"}
+    where: str = "local"  # which runner measured it (a tracker's server: its address)
+
+    def inference(self, names) -> int:
+        """Instructions the named kernels take in one inference (per-call counts times calls)."""
+        return int(round(sum(self.kernels.get(n, 0) * self.calls.get(n, 0) for n in names)))
+
+
+_MODELS: dict = {}
+
+
+def _model(path: str):
+    from ..frontend.model import load_model
+
+    if path not in _MODELS:
+        _MODELS[path] = load_model(path)
+    return _MODELS[path]
+
+
+def build_candidate(job: Job, work: Path):
+    """(ELF, compiled, decisions): the model compiled with the job's knobs into the core's RPC
+    firmware with per-call profiling."""
+    from ..compiler import compile_model
+    from ..driver import resolve_target
+    from ..pipeline import mcu_pipeline
+    from ..project.rpc_firmware import build_rpc_firmware
+
+    _platform, board = resolve_target(job.target)
+    model = _model(job.model_path)
+    decisions: dict = {}
+    compiled = compile_model(model, job.x.shape[1], mode=job.mode, fusion=job.fusion, weights=job.weights,
+                             pipeline=mcu_pipeline(overrides=job.overrides, decisions=decisions, **job.base_knobs))
+    for old, new in job.corrupt.items():  # a deliberately wrong candidate (tests)
+        for name, text in compiled.sources.items():
+            compiled.sources[name] = text.replace(old, new)
+    compiled.write(work / "model")
+    elf = build_rpc_firmware(work, work / "model", compiled, model.name, "semihost", profile=True,
+                             cflags=list(board.cflags), core=board.core)
+    return elf, compiled, decisions
+
+
+def profile_elf(elf: Path | str, x: np.ndarray, timeout: float = 30.0) -> dict:
+    """Run the profiling firmware once on its local QEMU: per-call ticks, counts, logits."""
+    from ..device.qemu_rpc import QemuRpc
+
+    with QemuRpc(Path(elf), "semihost", timeout=timeout) as q:
+        info = q.session.info()
+        q.session.write_input(x)
+        prof = q.session.profile()
+        logits = q.session.read_output()
+    return {"call_names": list(info.call_names), "call_ticks": list(prof.call_ticks),
+            "call_counts": list(prof.call_counts), "ticks": prof.ticks, "units_per_tick": info.units_per_tick,
+            "unit": info.unit, "logits": [float(v) for v in np.asarray(logits).reshape(-1)]}
+
+
+def run_remote(elf: Path, x: np.ndarray, tracker: str, key: str, timeout: float = 120.0) -> dict:
+    """profile_elf on a server the tracker assigns (tvm.rpc): the ELF and input are uploaded."""
+    from tvm import rpc
+
+    host, port = tracker.rsplit(":", 1)
+    client = rpc.connect_tracker(host, int(port))
+    session = client.request(key, priority=1, session_timeout=timeout)
+    session.upload(bytearray(Path(elf).read_bytes()), "candidate.elf")
+    session.upload(bytearray(np.ascontiguousarray(x, np.float32).tobytes()), "input.bin")
+    reply = session.get_function(REMOTE_RUN)("candidate.elf", "input.bin", json.dumps(list(x.shape)))
+    return json.loads(str(reply))
+
+
+def measure(job: Job) -> Result:
+    """Build and run one candidate (a worker process's job); failures become a Result, never raise."""
+    from ..profile import aggregate
+
+    work = Path(tempfile.mkdtemp(prefix=f"mamba_tvm_tune.{job.trial}."))
+    try:
+        try:
+            elf, compiled, decisions = build_candidate(job, work)
+        except Exception as exc:  # noqa: BLE001 - a candidate that does not build is recorded as such
+            return Result(job.trial, False, f"build failed: {_one_line(exc)}")
+        try:
+            from ..driver import resolve_target
+
+            core = resolve_target(job.target)[1].core
+            run = (run_remote(elf, job.x, job.tracker, job.key or core) if job.tracker
+                   else profile_elf(elf, job.x))
+        except Exception as exc:  # noqa: BLE001
+            return Result(job.trial, False, f"run failed: {_one_line(exc)}", decisions=decisions)
+        rows = aggregate(run["call_names"], run["call_ticks"], run["call_counts"], run["units_per_tick"])
+        return Result(job.trial, True, None, kernels={r.name: r.count / max(r.calls, 1) for r in rows},
+                      calls={r.name: r.calls for r in rows}, total=run["ticks"] * run["units_per_tick"],
+                      logits=run["logits"], decisions=decisions, where=run.get("served_by", "local"))
+    except Exception:  # noqa: BLE001 - a bug here must not take the whole tuning run down
+        return Result(job.trial, False, "tuner error: " + traceback.format_exc().strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
