@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BuildError, CompileError, MambaTVMError
+from .progress import step
 from .project.budget import check_budget, check_flash
 
 MODEL_DIR = "model"
@@ -74,14 +75,17 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     out = Path(out) if out else Path("build") / target
     check_output_dir(out, inputs)  # cheap: refuse a bad --out before loading anything
     if not isinstance(model, Model):
-        model = load_model(model, trust_pickle=trust_pickle)
+        with step("loading the model"):
+            model = load_model(model, trust_pickle=trust_pickle)
     x, check_desc = check_input(model, seq_len)
     # refuse before compiling: the weights as stored (int8 when quantized) must fit the flash
     check_flash(board, model.estimated_weight_bytes(weights), platform=platform)
     output = OutputDir(out, inputs)
     with output as staging:
-        reference = _finite_reference(model, x)  # the user's module: what the C must compute
-        compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
+        with step("running the reference"):
+            reference = _finite_reference(model, x)  # the user's module: what the C must compute
+        with step(f"compiling ({fusion}, {mode}, {weights})"):
+            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
@@ -98,7 +102,8 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
                                else "the PyTorch module, float32")
         if model.notes:
             report["notes"] = list(model.notes)
-        host = _host_check(model_dir, compiled.c_files, x, reference)
+        with step("host build and check"):
+            host = _host_check(model_dir, compiled.c_files, x, reference)
         report.update(host.report)
         report.update(_target_build(platform, board, staging, compiled, x, run, app, model.name))
         logits = np.asarray(report["logits"], dtype=np.float32)
@@ -115,9 +120,10 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             from .frontend.quantize import quantization_error
 
             report["fp32_weights_bytes"] = model.weight_bytes
-            graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
-            report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
-            report.update(quantization_error(model, x, host.run))
+            with step("int8 checks"):
+                graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
+                report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
+                report.update(quantization_error(model, x, host.run))
             _require_finite(np.asarray([report["int8_max_logit_change"]]), "int8 logit change")
         if "mambalite_c_logits" in model.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
             report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - model.extras["mambalite_c_logits"])))
@@ -190,7 +196,8 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
     cflags = list(board.cflags)
     if shutil.which(board.cc) is None:
         raise MambaTVMError(f"{board.cc} not found: run tools/setup.sh to install the toolchains")
-    usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
+    with step(f"stack usage ({board.cc})"):
+        usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
     result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
     demo = _fit_demo_input(board, platform, compiled, result["stack_bytes"], x, app)
     if demo.shape[1] != x.shape[1]:
@@ -254,7 +261,8 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, a
              "placement": result["placement"]}
     app_dir = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes, app=app, compiled=compiled,
                                model_name=model_name)
-    problems = check_zephyr_app(app_dir, board)
+    with step("Zephyr app check"):
+        problems = check_zephyr_app(app_dir, board)
     if problems:
         raise BuildError(f"generated Zephyr app fails its structural check: {'; '.join(problems)}")
     return {"zephyr_app": str(app_dir), "zephyr_app_kind": app}
@@ -267,7 +275,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     from .project.linker_map import model_footprint
 
     write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags, core)
-    elf = build_elf(staging)
+    with step("firmware build"):
+        elf = build_elf(staging)
     heap = elf_forbidden_symbols(elf)
     if heap:
         raise CompileError(f"the firmware links heap functions {heap}: the model must not allocate")
@@ -275,7 +284,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     result = {"elf": str(elf), "flash_bytes": size["text"] + size["data"],
               **model_footprint(elf.with_suffix(".map"))}
     if run:
-        dev = run_elf(elf)
+        with step("running on QEMU"):
+            dev = run_elf(elf)
         result.update({"logits": dev.logits.tolist(), "logits_from": "qemu", "instructions": dev.instructions,
                        "device_stack_bytes": (dev.stack_used - dev.stack_at_call)
                        if dev.stack_used is not None and dev.stack_at_call is not None else None})
