@@ -44,14 +44,18 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
 
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-          trust_pickle: bool = False) -> dict:
+          trust_pickle: bool = False, emit: tuple = ()) -> dict:
     """build_model's report (the CLI's JSON)."""
-    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle)[0]
+    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle, emit)[0]
+
+
+#: extra outputs `--emit` writes beside model/: name -> where in the output folder
+EMITS = {"mlf": "model.tar", "zephyr-module": "zephyr_module"}
 
 
 def build_model(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
                 mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-                trust_pickle: bool = False):
+                trust_pickle: bool = False, emit: tuple = ()):
     """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
     (the report, the CompiledModel).
 
@@ -66,6 +70,9 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     platform, board = resolve_target(target)
     if run and platform != "qemu":
         raise CompileError(f"--run needs an emulated target (qemu/...); '{target}' runs on real hardware only")
+    unknown = [e for e in emit if e not in EMITS]
+    if unknown:
+        raise CompileError(f"unknown --emit {', '.join(unknown)} (known: {', '.join(EMITS)})")
     if app not in ("run", "rpc"):
         raise CompileError(f"unknown app '{app}' (known: run, rpc)")
     if app != "run" and platform != "zephyr":
@@ -106,6 +113,7 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             host = _host_check(model_dir, compiled.c_files, x, reference)
         report.update(host.report)
         report.update(_target_build(platform, board, staging, compiled, x, run, app, model.name))
+        report.update(_emit(emit, staging, compiled, board, model.name, target))
         logits = np.asarray(report["logits"], dtype=np.float32)
         demo = x[:, :report.get("demo_input_frames", x.shape[1])]
         if report["logits_from"] != "host" and demo.shape[1] != x.shape[1]:  # the device ran a shortened demo
@@ -134,6 +142,26 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target,
                        "model": report["model"]})
     return report, compiled
+
+
+def _emit(emit, staging: Path, compiled, board, model_name: str, target: str) -> dict:
+    """--emit: the Model Library Format tarball and/or the Zephyr module, each checked."""
+    result = {}
+    if "mlf" in emit:
+        from .project.mlf import write_mlf
+
+        with step("Model Library Format"):
+            result["mlf"] = str(write_mlf(staging / EMITS["mlf"], compiled, board))
+    if "zephyr-module" in emit:
+        from .project.zephyr_module import check_zephyr_module, write_zephyr_module
+
+        with step("Zephyr module"):
+            module = write_zephyr_module(staging / EMITS["zephyr-module"], compiled, model_name, target)
+            problems = check_zephyr_module(module, board)
+        if problems:
+            raise BuildError(f"generated Zephyr module fails its structural check: {'; '.join(problems)}")
+        result["zephyr_module"] = str(module)
+    return result
 
 
 def int8_graph_logits(model, x: np.ndarray) -> np.ndarray:
