@@ -63,7 +63,9 @@ def test_mlf_reads_back(built, tmp_path):
     assert json.loads((mlf / "src" / "default.plan.json").read_text())["arena_bytes"] == report["arena_bytes"]
     # codegen/host: compiles against its own include dir and gives the build's logits
     exe = tmp_path / "mlf_runner"
-    proc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-I", str(mlf / "codegen/host/include"),
+    from mamba_tvm.codegen import STRICT_C99
+
+    proc = subprocess.run(["gcc", *STRICT_C99, "-O2", "-I", str(mlf / "codegen/host/include"),
                            *map(str, sorted(src.glob("*.c"))), str(ROOT / "runtime_c" / "host_main.c"),
                            "-o", str(exe), "-lm"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
