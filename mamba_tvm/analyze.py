@@ -122,7 +122,11 @@ def layer_of_kernel(kernel: str, paths: list[str]) -> str:
     for path in paths:
         flat = path.replace(".", "_")
         if kernel == flat or kernel.startswith(flat + "_"):
-            return path
+            # a Mamba op kernel named after the mixer (`mamba_conv_step`): its submodule if one
+            # matches the op's first word (`mamba.conv1d`), else the mixer itself (the scan)
+            word = kernel[len(flat) + 1:].split("_", 1)[0]
+            sub = [p for p in paths if word and p.startswith(f"{path}.{word}") and p.count(".") == path.count(".") + 1]
+            return sub[0] if len(sub) == 1 else path
     return "-"
 
 

@@ -77,6 +77,8 @@ def test_totals_are_the_builds(analyzed, tmp_path):
     assert by_kernel["mamba_x_proj"]["layer"] == "mamba.x_proj"
     assert by_kernel["mamba_in_proj_0"]["layer"] == "mamba.in_proj"
     assert by_kernel["classifier"]["layer"] == "classifier"
+    assert by_kernel["mamba_conv_step"]["layer"] == "mamba.conv1d"  # a Mamba op kernel: its submodule
+    assert by_kernel["mamba_scan_step"]["layer"] == "mamba"  # the scan belongs to the mixer itself
     assert by_kernel["mamba_x_proj"]["macs"] == built["seq_len"] * 128 * 36
 
 
