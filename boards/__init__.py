@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mamba_tvm.resources import resolve
+
 BOARD_DIR = Path(__file__).resolve().parent
 REPO_DIR = BOARD_DIR.parent
 
@@ -60,7 +62,7 @@ def load_board(name: str) -> Board:
     mems = tuple(Memory(m["name"], int(m["address"]), int(m["size"]), m["kind"]) for m in data["memory"])
     features = tuple(data.get("target_features", ()))
     feature_flags = [f for feat in features for f in ("-Xclang", "-target-feature", "-Xclang", feat)]
-    includes = [f for d in data.get("include_dirs", []) for f in ("-isystem", str(REPO_DIR / d))]
+    includes = [f for d in data.get("include_dirs", []) for f in ("-isystem", str(resolve(d)))]
     stack = data.get("zephyr_main_stack_default")
     return Board(name=name, description=data["description"], platforms=tuple(data["platforms"]),
                  core=data["core"], fpu=data["fpu"], clock_hz=int(data["clock_hz"]), cc=data["cc"],

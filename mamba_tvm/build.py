@@ -50,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Zephyr targets: run (default) runs the sample once and prints the logits; rpc serves "
                         "the model over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md)")
     p.add_argument("--list-targets", action="store_true", help="list targets with their RAM and flash")
+    p.add_argument("--emit", action="append", choices=["mlf", "zephyr-module"], default=[],
+                   help="also write mlf: model.tar in Model Library Format (microTVM v0.18); zephyr-module: "
+                        "zephyr_module/, the model as a Zephyr module for a west workspace (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no summary table on stderr (progress shows only when stderr is a terminal anyway)")
     return p.parse_args(argv)
 
 
@@ -76,13 +81,18 @@ def _main(argv) -> int:
         print(f"error: --app is for Zephyr targets; for '{args.target}' use `python -m mamba_tvm.profile "
               f"--target {args.target}` (it builds the RPC firmware and serves it on QEMU)", file=sys.stderr)
         return 1
-    from .driver import build
+    from .driver import build, resolve_target
+    from .progress import build_summary, display, print_summary
 
-    report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
-                   seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
-                   weights=args.weights, app=args.app or "run", trust_pickle=args.trust_pickle)
+    with display(enabled=None if not args.quiet else False):
+        report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
+                       seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
+                       weights=args.weights, app=args.app or "run", trust_pickle=args.trust_pickle,
+                       emit=tuple(dict.fromkeys(args.emit)))
     for note in report.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
+    if not args.quiet:
+        print_summary(build_summary(report, resolve_target(args.target)[1]))
     print(json.dumps(report, allow_nan=False))
     return 0
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BuildError, CompileError, MambaTVMError
+from .progress import step
 from .project.budget import check_budget, check_flash
 
 MODEL_DIR = "model"
@@ -51,14 +52,18 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
 
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-          trust_pickle: bool = False) -> dict:
+          trust_pickle: bool = False, emit: tuple = ()) -> dict:
     """build_model's report (the CLI's JSON)."""
-    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle)[0]
+    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle, emit)[0]
+
+
+#: extra outputs `--emit` writes beside model/: name -> where in the output folder
+EMITS = {"mlf": "model.tar", "zephyr-module": "zephyr_module"}
 
 
 def build_model(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
                 mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-                trust_pickle: bool = False):
+                trust_pickle: bool = False, emit: tuple = ()):
     """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
     (the report, the CompiledModel).
 
@@ -73,6 +78,9 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     platform, board = resolve_target(target)
     if run and platform != "qemu":
         raise CompileError(f"--run needs an emulated target (qemu/...); '{target}' runs on real hardware only")
+    unknown = [e for e in emit if e not in EMITS]
+    if unknown:
+        raise CompileError(f"unknown --emit {', '.join(unknown)} (known: {', '.join(EMITS)})")
     if app not in ("run", "rpc"):
         raise CompileError(f"unknown app '{app}' (known: run, rpc)")
     if app != "run" and platform != "zephyr":
@@ -82,14 +90,17 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     out = Path(out) if out else Path("build") / target
     check_output_dir(out, inputs)  # cheap: refuse a bad --out before loading anything
     if not isinstance(model, Model):
-        model = load_model(model, trust_pickle=trust_pickle)
+        with step("loading the model"):
+            model = load_model(model, trust_pickle=trust_pickle)
     x, check_desc = check_input(model, seq_len)
     # refuse before compiling: the weights as stored (int8 when quantized) must fit the flash
     check_flash(board, model.estimated_weight_bytes(weights), platform=platform)
     output = OutputDir(out, inputs)
     with output as staging:
-        reference = _finite_reference(model, x)  # the user's module: what the C must compute
-        compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
+        with step("running the reference"):
+            reference = _finite_reference(model, x)  # the user's module: what the C must compute
+        with step(f"compiling ({fusion}, {mode}, {weights})"):
+            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
@@ -107,13 +118,15 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         report["schedule"] = dict(sorted(compiled.schedule.items()))  # per kernel: tuned | default
         if model.notes or compiled.schedule_notes:
             report["notes"] = list(model.notes) + list(compiled.schedule_notes)
-        host = _host_check(model_dir, compiled.c_files, x, reference)
+        with step("host build and check"):
+            host = _host_check(model_dir, compiled.c_files, x, reference)
         report.update(host.report)
         target_report = _target_build(platform, board, staging, compiled, x, run, app, model.name)
         target_notes = target_report.pop("notes", [])
         report.update(target_report)
         if target_notes:
             report["notes"] = report.get("notes", []) + target_notes
+        report.update(_emit(emit, staging, compiled, board, model.name, target))
         logits = np.asarray(report["logits"], dtype=np.float32)
         demo = x[:, :report.get("demo_input_frames", x.shape[1])]
         if report["logits_from"] != "host" and demo.shape[1] != x.shape[1]:  # the device ran a shortened demo
@@ -130,10 +143,11 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
             from .frontend.quantize import quantization_error
 
             report["fp32_weights_bytes"] = model.weight_bytes
-            graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
-            report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
-            _require_agreement(logits, graph, "the int8 graph on TVM's VM", report["logits_from"])
-            report.update(quantization_error(model, x, host.run))
+            with step("int8 checks"):
+                graph = int8_graph_logits(model, demo if report["logits_from"] != "host" else x)
+                report["max_abs_err_vs_int8_graph"] = float(np.max(np.abs(logits - graph)))
+                _require_agreement(logits, graph, "the int8 graph on TVM's VM", report["logits_from"])
+                report.update(quantization_error(model, x, host.run))
             _require_finite(np.asarray([report["int8_max_logit_change"]]), "int8 logit change")
         if "mambalite_c_logits" in model.extras and check_desc == "sample_input" and "demo_input_frames" not in report:
             report["max_abs_err_vs_mambalite"] = float(np.max(np.abs(logits - model.extras["mambalite_c_logits"])))
@@ -144,6 +158,26 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         output.commit({"written_by": "mamba_tvm", "version": __version__, "target": target,
                        "model": report["model"]})
     return report, compiled
+
+
+def _emit(emit, staging: Path, compiled, board, model_name: str, target: str) -> dict:
+    """--emit: the Model Library Format tarball and/or the Zephyr module, each checked."""
+    result = {}
+    if "mlf" in emit:
+        from .project.mlf import write_mlf
+
+        with step("Model Library Format"):
+            result["mlf"] = str(write_mlf(staging / EMITS["mlf"], compiled, board))
+    if "zephyr-module" in emit:
+        from .project.zephyr_module import check_zephyr_module, write_zephyr_module
+
+        with step("Zephyr module"):
+            module = write_zephyr_module(staging / EMITS["zephyr-module"], compiled, model_name, target)
+            problems = check_zephyr_module(module, board)
+        if problems:
+            raise BuildError(f"generated Zephyr module fails its structural check: {'; '.join(problems)}")
+        result["zephyr_module"] = str(module)
+    return result
 
 
 def int8_graph_logits(model, x: np.ndarray) -> np.ndarray:
@@ -223,7 +257,8 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
     cflags = list(board.cflags)
     if shutil.which(board.cc) is None:
         raise MambaTVMError(f"{board.cc} not found: run tools/setup.sh to install the toolchains")
-    usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
+    with step(f"stack usage ({board.cc})"):
+        usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
     result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
     demo = _fit_demo_input(board, platform, compiled, result["stack_bytes"], x, app)
     if demo.shape[1] != x.shape[1]:
@@ -287,7 +322,8 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, a
              "placement": result["placement"]}
     app_dir = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes, app=app, compiled=compiled,
                                model_name=model_name)
-    problems = check_zephyr_app(app_dir, board)
+    with step("Zephyr app check"):
+        problems = check_zephyr_app(app_dir, board)
     if problems:
         raise BuildError(f"generated Zephyr app fails its structural check: {'; '.join(problems)}")
     return {"zephyr_app": str(app_dir), "zephyr_app_kind": app}
@@ -300,7 +336,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     from .project.linker_map import model_footprint
 
     write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags, core)
-    elf = build_elf(staging)
+    with step("firmware build"):
+        elf = build_elf(staging)
     heap = elf_forbidden_symbols(elf)
     if heap:
         raise CompileError(f"the firmware links heap functions {heap}: the model must not allocate")
@@ -308,7 +345,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     result = {"elf": str(elf), "flash_bytes": size["text"] + size["data"],
               **model_footprint(elf.with_suffix(".map"))}
     if run:
-        dev = run_elf(elf)
+        with step("running on QEMU"):
+            dev = run_elf(elf)
         result.update({"logits": dev.logits.tolist(), "logits_from": "qemu", "instructions": dev.instructions,
                        "device_stack_bytes": (dev.stack_used - dev.stack_at_call)
                        if dev.stack_used is not None and dev.stack_at_call is not None else None})

@@ -97,10 +97,17 @@ class UsageError(MambaTVMError):
     """A command-line argument argparse refused."""
 
 
+#: the program name `mamba-tvm <subcommand>` sets, so usage and errors name the command typed
+PROG: list = [None]
+
+
 def argument_parser(**kwargs):
     """argparse, but a bad argument is one `error:` line and exit 1 like any other bad input
     (argparse alone prints the usage and exits 2, the code reserved for compiler bugs)."""
     import argparse
+
+    if PROG[0] is not None:
+        kwargs["prog"] = PROG[0]
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):

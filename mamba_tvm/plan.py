@@ -10,6 +10,7 @@ read this one object.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ class Tensor:
     offset: int | None = None  # arena tensors
     producer: str = ""  # kernel that writes it (the DPS output) or owns it (a workspace)
     dtype: str = "float32"  # element type (an int32 workspace of the integer int8 kernel)
+    note: str = ""  # constants: where the values come from and how they are laid out (a C comment)
 
 
 @dataclass
@@ -159,6 +161,7 @@ class _Reader:
                 args.append(name)
             if len(args) != len(func.params):
                 raise CompileError(f"kernel '{kernel}' takes {len(func.params)} buffers, called with {len(args)}")
+            self._name_constants(kernel, func, value.args, args)
             step = len(self.calls)
             self.calls.append(KernelCall(kernel, args))
             n_outputs = len(args) - len(func.attrs.get(WORKSPACE_ATTR, []) if func.attrs else [])
@@ -189,6 +192,26 @@ class _Reader:
         else:
             raise CompileError(f"unsupported binding {type(value).__name__} in the lowered graph")
 
+    def _name_constants(self, kernel: str, func, exprs, args: list) -> None:
+        """Constants first read by this call take the kernel's (layer's) name and the role of
+        the parameter they bind (`s_w_mamba_x_proj_weight`, `s_w_mamba_scan_step_dt_bias`), so a
+        firmware engineer can tell which layer's weights a symbol in the map file holds."""
+        for i, (expr, name) in enumerate(zip(exprs, args)):
+            t = self.tensors[name]
+            if t.kind != "const" or not re.fullmatch(rf"{self.prefix}w\d+", name):
+                continue
+            param = func.params[i].name if i < len(func.params) else ""
+            role = param if param and not _GENERIC_PARAM.fullmatch(param) else ("weight" if len(t.shape) > 1 else "bias")
+            base = self._new(f"w_{kernel}_{role}")
+            new, k = base, 1
+            while new in self.tensors:
+                new, k = f"{base}_{k}", k + 1
+            t.name = new
+            t.note = _layout_note(kernel, role, param, t.shape)
+            self.tensors = {(new if n == name else n): v for n, v in self.tensors.items()}
+            self.const_ids[expr] = new
+            args[i] = new
+
     def _ref(self, expr):
         if isinstance(expr, ir.Constant):
             if expr not in self.const_ids:
@@ -202,6 +225,26 @@ class _Reader:
         if isinstance(expr, relax.Var):
             return self.alias[expr]
         raise CompileError(f"unsupported expression {type(expr).__name__} in the lowered graph")
+
+
+#: kernel parameter names that say nothing (matmul's second operand, fused-op parameters)
+_GENERIC_PARAM = re.compile(r"param_\d+|p\d+|B|rxplaceholder(_\d+)?")
+#: roles of the Mamba kernels' constants -> the state_dict tensor they come from
+_ROLE_SOURCE = {"dt_weight": "dt_proj.weight", "dt_bias": "dt_proj.bias", "A": "A_log, stored as A = -exp(A_log)",
+                "D": "D", "A_scale": "A_log's int8 scale per state column", "w_q": "weight, int8 per output row",
+                "scale": "weight's int8 scale per output row"}
+
+
+def _layout_note(kernel: str, role: str, param: str, shape: tuple) -> str:
+    source = _ROLE_SOURCE.get(param, "")
+    layout = ""
+    if len(shape) == 3:
+        layout = (f"stored (out/{shape[2]}, in, {shape[2]}) = {shape}: rows register-blocked by {shape[2]}, "
+                  "each block transposed (passes/block_matvec.py)")
+    elif len(shape) == 2 and param in ("B", "w_q") or (len(shape) == 2 and _GENERIC_PARAM.fullmatch(param or "")):
+        layout = f"stored transposed (in, out) = {shape}"
+    parts = [f"{role} of {kernel}"] + ([f"from {source}"] if source else []) + ([layout] if layout else [])
+    return "; ".join(parts)
 
 
 def greedy_by_size(tensors: list[Tensor]) -> int:

@@ -112,7 +112,9 @@ def check_inputs(session, model, x: np.ndarray, labels: np.ndarray | None, int8:
     """Every input through the device and the reference: the user's module, and for int8 builds
     first the quantized graph (what the int8 C computes), then the fp32 module as well:
     argmax agreement, max |error|, accuracy."""
-    device = np.stack([session.infer(xi[None])[0] for xi in x])
+    from .progress import track
+
+    device = np.stack([session.infer(xi[None])[0] for xi in track(x, "inputs on the device", len(x))])
     if not np.all(np.isfinite(device)):
         bad = int(np.argmax(~np.all(np.isfinite(device), axis=1)))
         raise DeviceError(f"the device returned non-finite logits for input {bad}: {device[bad].tolist()}")
@@ -174,7 +176,10 @@ def profile(args) -> dict:
     if inputs is not None and inputs.shape[1:] != x.shape[1:]:
         raise MambaTVMError(f"{args.inputs}: inputs have shape {inputs.shape}, the model takes "
                             f"(N, {x.shape[1]}, {x.shape[2]})")
-    compiled = compile_for_board(board, model, x.shape[1], args.mode, args.fusion, args.weights)
+    from .progress import step, track
+
+    with step(f"compiling ({args.fusion}, {args.mode}, {args.weights})"):
+        compiled = compile_for_board(board, model, x.shape[1], args.mode, args.fusion, args.weights)
     with ExitStack() as stack:
         if args.out is None:
             work = Path(tempfile.mkdtemp(prefix="mamba_tvm_profile."))
@@ -185,7 +190,8 @@ def profile(args) -> dict:
             output = OutputDir(args.out, [model_path] + ([args.inputs] if args.inputs else []))
             work = stack.enter_context(output)
         compiled.write(work / "model")
-        session, where = _open_session(args, stack, work, compiled, model, board)
+        with step("RPC firmware and session"):
+            session, where = _open_session(args, stack, work, compiled, model, board)
         hello, info = session.hello(), session.info()
         names = expected_call_names(compiled)
         if info.fingerprint != compiled.fingerprint or list(info.call_names) != names or info.input_count != x.size:
@@ -196,7 +202,7 @@ def profile(args) -> dict:
         if not hello.profiling:
             raise DeviceError("the device firmware was built without -DTVMGEN_DEFAULT_PROFILE: PROFILE is unavailable")
         session.write_input(x)
-        runs = [session.profile() for _ in range(args.repeat)]
+        runs = [session.profile() for _ in track(range(args.repeat), "PROFILE runs", args.repeat)]
         logits = session.read_output()
         med_ticks = [int(np.median([r.call_ticks[i] for r in runs])) for i in range(len(names))]
         rows = aggregate(names, med_ticks, runs[0].call_counts, info.units_per_tick)
@@ -242,8 +248,11 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    from .progress import display
+
     args = parse_args(argv)
-    report = profile(args)
+    with display():
+        report = profile(args)
     if args.json is not None:
         args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "_table"}, indent=1,
                                         allow_nan=False) + "\n")

@@ -31,12 +31,13 @@ PYTHON=${PYTHON:-python3}
 # the ONNX route (export and the self-check of .onnx models); rich: progress and summaries;
 # matplotlib: `analyze` plots; xgboost-cpu: MetaSchedule's cost model (the plain `xgboost`
 # wheel drags in a 200 MB CUDA NCCL); tornado and psutil: TVM's RPC tracker and servers
-# (`mamba_tvm.tune --tracker`).
+# (`mamba_tvm.tune --tracker`); wheel: `pip install --no-build-isolation .` (setuptools 65's
+# bdist_wheel, for the `mamba-tvm` command, tests/test_install.py).
 PIP_PACKAGES=(
   "apache-tvm==0.27.0.post1" "apache-tvm-ffi==0.1.14.post1" "torch==2.13.0"
   numpy onnx pyserial pytest
   "transformers==5.24.0" "onnxruntime==1.32.0" "onnxscript==0.7.2" "rich==15.0.0" "matplotlib==3.11.2"
-  "xgboost-cpu==3.2.0" "tornado==6.6.1" "psutil==7.2.2"
+  "xgboost-cpu==3.2.0" "tornado==6.6.1" "psutil==7.2.2" "wheel==0.48.0"
 )
 if ! "$PYTHON" - "${PIP_PACKAGES[@]}" <<'PY' 2>/dev/null
 import sys

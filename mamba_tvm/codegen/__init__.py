@@ -1,4 +1,5 @@
 """Code generation: TIR kernels to plain C, and the AOT emitter of model.c / model.h."""
 
 #: the promise the generated C keeps on every compiler; every build and check of it uses these
-STRICT_C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+#: (-Wcast-qual: kernels take what they only read as const, so no call casts const away)
+STRICT_C99 = ["-std=c99", "-Wall", "-Wextra", "-Wcast-qual", "-Werror"]

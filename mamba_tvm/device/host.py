@@ -9,8 +9,9 @@ import numpy as np
 
 from ..codegen import STRICT_C99
 from ..errors import BuildError, DeviceError
+from ..resources import runtime_dir
 
-RUNTIME_C = Path(__file__).resolve().parents[2] / "runtime_c"
+RUNTIME_C = runtime_dir()
 
 
 def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None) -> Path:

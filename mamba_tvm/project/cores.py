@@ -25,8 +25,9 @@ from pathlib import Path
 from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.device.qemu import MPS2_AN500, XTENSA_SIM, QemuMachine, machine_for_elf
 from mamba_tvm.errors import BuildError
+from mamba_tvm.resources import runtime_dir
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime_c"
+RUNTIME_DIR = runtime_dir()
 # Applied to the model sources too: generated code must stay warning-free C99.
 STRICT_CFLAGS = [*STRICT_C99, "-ffunction-sections", "-fdata-sections"]
 

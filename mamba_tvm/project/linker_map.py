@@ -2,7 +2,7 @@
 
 The model is compiled with -ffunction-sections -fdata-sections, so each kernel, weight array,
 the arena and the state have input sections of their own (.text.tvmgen_default_*,
-.rodata.w*, .bss.tvmgen_default_arena, ...): summing them splits the model from the harness
+.rodata.s_w_mamba_x_proj_weight, .bss.tvmgen_default_arena, ...): summing them splits the model from the harness
 and libm without trusting our own size arithmetic.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 _SECTION = re.compile(r"^ (\.(?:text|rodata|data|bss)\.(\S+))(?:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+)?$")
 _CONT = re.compile(r"^\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+")
-_MODEL_SYMBOL = re.compile(r"^(tvmgen_default_\w+|[sf]_w\d+|w\d+)$")
+_MODEL_SYMBOL = re.compile(r"^(tvmgen_default_\w+|(?:[sf]_)?w_\w+|[sf]_w\d+|w\d+)$")
 
 
 def model_sections(map_file: Path) -> dict[str, int]:
