@@ -66,7 +66,8 @@ def unmatched_notes(record: dict, decisions: dict, core: str) -> list[str]:
     by_name: dict[str, list[str]] = {}
     for e in record.get("kernels", []):
         by_name.setdefault(e.get("kernel", ""), []).append(e.get("signature", "?"))
-    missed = [d["signature"] for name, d in sorted(decisions.items()) if d["schedule"] == "default" and name in by_name]
+    missed = [d["signature"] for name, d in sorted(decisions.items())
+              if d["schedule"] == "default" and d.get("tunable", True) and name in by_name]
     if not missed:
         return []
     return [f"{core}.json has no record for {', '.join(missed)} (it has these kernels for another shape): "

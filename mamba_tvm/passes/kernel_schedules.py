@@ -63,7 +63,10 @@ def ApplyKernelSchedules(base: dict, tuned: dict | None = None, decisions: dict 
                 knobs.update(tuned[key])
                 how = "tuned"
             if decisions is not None:
-                decisions[name] = {"schedule": how, "signature": kernel_signature(name, func), "hash": key}
+                from ..tune.space import kernel_knobs
+
+                decisions[name] = {"schedule": how, "signature": kernel_signature(name, func), "hash": key,
+                                   "tunable": bool(kernel_knobs(func))}
             groups.setdefault(tuple(sorted(knobs.items())), []).append(name)
         if len(groups) <= 1:
             knobs = dict(next(iter(groups))) if groups else dict(base)

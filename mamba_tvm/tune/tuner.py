@@ -72,6 +72,7 @@ class TuneReport:
     chosen: dict = field(default_factory=dict)  # (model, kernel) -> (knobs, count)
     record_path: Path | None = None
     new_trials: int = 0
+    form: str = "timestep/fp32"  # fusion/weights the kernels were tuned in
 
 
 def parity_error(logits, reference: np.ndarray) -> str | None:
@@ -280,7 +281,8 @@ class Tuner:
         """The kernel's best measured point under the chosen model knobs, and its count."""
         measured = self._measured(space)
         want = {k: self.model_point[k] for k in MODEL_KNOBS}
-        good = [(c, dict(p)) for p, c in measured.items() if c < FAILED and all(dict(p)[k] == v for k, v in want.items())]
+        good = [(c, dict(p)) for p, c in measured.items()
+                if c < FAILED and all(dict(p)[k] == v for k, v in want.items())]
         if not good:
             default = {k: {**self.base, **want}[k] for k in space.knobs}
             return default, float(task.default.kernels.get(space.name, 0)) if task.default else 0.0
@@ -353,7 +355,7 @@ class Tuner:
                                                                           and j.model_path == task.path)
         (self.db_dir / "trials.json").write_text(json.dumps(done_before, indent=1, sort_keys=True) + "\n")
         # 3. verification: every kernel's best point together
-        report = TuneReport(self.core, self.target, self.model_point, tasks)
+        report = TuneReport(self.core, self.target, self.model_point, tasks, form=f"{self.fusion}/{self.weights}")
         jobs = []
         for task in tasks:
             overrides = {}
@@ -452,11 +454,12 @@ def write_record(report: TuneReport, path: Path, note: str = "") -> dict:
             tuned = task.tuned.kernels.get(space.name, 0)
             knobs = report.chosen[(task.name, space.name)]
             entries[space.hash] = {"kernel": space.name, "signature": space.signature, "hash": space.hash,
-                                   "model": task.name, "knobs": knobs, "count": round(tuned * calls),
-                                   "default_count": round(default * calls), "calls": calls,
-                                   "count_per_call": round(tuned, 1)}
-        models[task.name] = {"default": round(task.default_inference), "tuned": round(task.tuned_inference),
-                             "whole_run": int(task.tuned.total), "trials": task.trials, "rejected": task.rejected}
+                                   "model": f"{task.name} {report.form}", "knobs": knobs,
+                                   "count": round(tuned * calls), "default_count": round(default * calls),
+                                   "calls": calls, "count_per_call": round(tuned, 1)}
+        models[f"{task.name} {report.form}"] = {
+            "default": round(task.default_inference), "tuned": round(task.tuned_inference),
+            "whole_run": int(task.tuned.total), "new_trials": task.trials, "rejected": task.rejected}
     record = {
         "core": report.core,
         "rules_version": RULES_VERSION,
