@@ -19,12 +19,14 @@ from .passes.split_time_step import SplitTimeStep
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
-def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True) -> list:
+def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True, fold: bool = True) -> list:
     """Relax, operators whole: fold the weights, split the time step (time-step fusion),
     quantize (int8), then lower the Mamba operators to their kernels (lower=False stops
-    before, for graph_reference)."""
+    before, for graph_reference; fold=False keeps every linear layer where the user put it,
+    the baseline bench/kernels.py measures folding against)."""
+    folding = [FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains] if fold else []
     return ([relax.transform.DecomposeOpsForInference(), CanonicalizeImport, relax.transform.FoldConstant(),
-             FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains, SplitLinearOutputs, SinkBindings]
+             *folding, SplitLinearOutputs, SinkBindings]
             + [SplitTimeStep] * (fusion == "timestep")
             + [QuantizeWeights] * (weights == "int8")
             + [LowerMambaOps] * lower)
