@@ -6,7 +6,7 @@ double-precision C library on every float32 in each range (or every `--stride`-t
 pattern). Reports the largest error in ulps of the float32 result, the largest relative
 error and the mean signed error (the bias a scan would accumulate).
 
-    python tools/fast_math_accuracy.py [--stride N] [--no-fma] [--exp poly6|table64] [--json out.json]
+    python tools/fast_math_accuracy.py [--stride N] [--no-fma] [--exp poly6|table128] [--json out.json]
 """
 from __future__ import annotations
 
