@@ -12,11 +12,13 @@ runs it on QEMU mps2-an500 and prints:
 - max |logit error| against the float64 reference, on the sample (device logits) and over
   `--inputs` random inputs drawn like it (host build of the same C).
 
-Steps: "before" (every new rule off: libm exp, mul+add, one output per pass: the kernels as
-they were before issue 12), "+ fast math" (inline exp/softplus, FMA, the scan's range-check
-hoisting and base-2 exp), "+ blocking" (register-blocked matvecs with build-time weight
-layout, unrolling, the integer int8 matvec: the Cortex-M7 schedule record). Graph folding
-(issue 12, part 1) is not in this branch.
+Steps: "before" (every issue-12 rule off: no graph folding, libm exp, mul+add, one output
+per pass: the kernels as they were before issue 12), "+ folding" (linear_in folded into
+in_proj, out_proj moved after the mean over time and folded into the classifier),
+"+ fast math" (inline table exp/softplus, FMA, min/max as VMINNM/VMAXNM, the scan's
+range-check hoisting and base-2 exp), "+ blocking" (register-blocked matvecs with build-time
+weight layout, unrolling, the unrolled state loop, the integer int8 matvec: the Cortex-M7
+schedule record).
 
     python bench/kernels.py [--models kws10 har6] [--weights fp32 int8] [--inputs 50] [--no-trace] [--json out.json]
 """
@@ -32,19 +34,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 import boards  # noqa: E402
 from mamba_tvm.compiler import compile_model  # noqa: E402
 from mamba_tvm.device.host import build_host_runner, run_host  # noqa: E402
 from mamba_tvm.device.qemu import run_elf  # noqa: E402
 from mamba_tvm.device.qemu_trace import charged_cycles, count_executed  # noqa: E402
-from mamba_tvm.frontend import load_checkpoint, reference_logits  # noqa: E402
-from mamba_tvm.frontend.quantize import inputs_like  # noqa: E402
+from mamba_tvm.frontend import load_checkpoint  # noqa: E402
+from mamba_tvm.frontend.check_inputs import inputs_like  # noqa: E402
 from mamba_tvm.pipeline import mcu_pipeline  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
 from mamba_tvm.project.linker_map import model_footprint  # noqa: E402
 from schedules import load_schedule  # noqa: E402
+from tests import reference_f64  # noqa: E402  (the independent float64 reference)
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
 BOARD = "nucleo_h743zi"
@@ -52,28 +54,34 @@ BEFORE = {"unroll": 4, "exp": "libm", "fma": False, "matvec_block": 1, "scan_unr
           "scan_base2": False, "int8_matvec": "float"}
 
 
-def steps(record: dict) -> list[tuple[str, dict]]:
+def steps(record: dict) -> list[tuple[str, bool, dict]]:
+    """(label, graph folding on, kernel knobs), each step adding one group of rules."""
     fast_math = {**BEFORE, "exp": record["exp"], "fma": record["fma"], "scan_hoist": record["scan_hoist"],
-                 "scan_base2": record["scan_base2"]}
-    return [("before", BEFORE), ("+ fast math", fast_math), ("+ blocking", dict(record))]
+                 "scan_base2": record["scan_base2"], "fminmax": record["fminmax"]}
+    return [("before", False, BEFORE), ("+ folding", True, BEFORE), ("+ fast math", True, fast_math),
+            ("+ blocking", True, dict(record))]
 
 
-def measure(spec, weights: str, knobs: dict, work: Path, n_inputs: int, trace: bool) -> dict:
+def measure(spec, weights: str, knobs: dict, work: Path, n_inputs: int, trace: bool, fold: bool = True) -> dict:
     x = spec.sample_input
-    int8 = weights == "int8"
-    compiled = compile_model(spec, x.shape[1], weights=weights, pipeline=mcu_pipeline(**knobs))
+    params = reference_f64.load_npz(DATA / f"mambalite_{spec.name.removeprefix('mambalite_')}.npz")[0]
+    params = reference_f64.int8_params(params) if weights == "int8" else params
+    compiled = compile_model(spec, x.shape[1], weights=weights, pipeline=mcu_pipeline(**knobs), fold=fold)
     compiled.write(work / "model")
     write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x, list(boards.load_board(BOARD).cflags))
     elf = build_elf(work)
     run = run_elf(elf)
     long_latency = count_executed(elf) if trace else {}
     stack = run.stack_used - run.stack_at_call
-    ref = reference_logits(spec, x, torch.float64, int8=int8)[0]
-    err = float(np.abs(run.logits - ref).max())
-    if n_inputs:  # the same C on the host, over inputs drawn like the sample
+    ref = reference_f64.sequence_logits(params, x)[0]
+    # the reference quantizes the folded model's weights: an unfolded int8 build rounds other
+    # weights (in_proj before folding), so its error against it says nothing
+    comparable = fold or weights != "int8"
+    err = float(np.abs(run.logits - ref).max()) if comparable else None
+    if n_inputs and comparable:  # the same C on the host, over inputs drawn like the sample
         exe = build_host_runner(work / "model", compiled.c_files)
-        xs = inputs_like(x, n_inputs, seed=1)
-        refs = reference_logits(spec, xs, torch.float64, int8=int8)
+        xs = inputs_like(x, n_inputs, x.shape[1], x.shape[2], seed=1)
+        refs = reference_f64.sequence_logits(params, xs)
         err_random = max(float(np.abs(run_host(exe, xs[i:i + 1]) - refs[i]).max()) for i in range(n_inputs))
     else:
         err_random = None
@@ -104,23 +112,25 @@ def main(argv=None) -> int:
             spec = load_checkpoint(DATA / f"mambalite_{name}.npz")
             for weights in args.weights:
                 first = None
-                for label, knobs in steps(record):
+                for label, fold, knobs in steps(record):
                     r = measure(spec, weights, knobs, Path(tmp) / f"{name}_{weights}_{len(results)}", args.inputs,
-                                not args.no_trace)
+                                not args.no_trace, fold)
                     key = "charged" if r["charged"] is not None else "instructions"
                     first = first or r[key]
                     results[f"{name}/{weights}/{label}"] = {**r, "knobs": knobs}
                     vdiv = f"{r.get('vdiv', 0):>7,}" if r["charged"] is not None else f"{'-':>7}"
                     charged = f"{r['charged']:>12,}" if r["charged"] is not None else f"{'-':>12}"
                     rnd = f"{r['err_random']:>12.2e}" if r["err_random"] is not None else f"{'-':>12}"
+                    smp = f"{r['err_sample']:>12.2e}" if r["err_sample"] is not None else f"{'-':>12}"
                     print(f"{name:<7} {weights:<7} {label:<12} {r['instructions']:>12,} {vdiv} {charged} "
-                          f"{r[key] / first:>8.3f} {r['flash']:>8,} {r['ram']:>7,} {r['err_sample']:>12.2e} {rnd}",
+                          f"{r[key] / first:>8.3f} {r['flash']:>8,} {r['ram']:>7,} {smp} {rnd}",
                           flush=True)
     print("\ninstructions: QEMU mps2-an500 -icount shift=0, one whole inference. VDIV: VDIV/VSQRT executed in that\n"
           "run, counted on the emulated device; charged = instructions + 13 x VDIV/VSQRT (14 cycles each on a\n"
           "Cortex-M7). x before = charged (or instructions) / the 'before' step. flash = the model's sections in the\n"
           "linker map; RAM = arena + state + stack measured on QEMU. |err| = max |logit error| vs the float64\n"
-          "reference with the same weights: on the sample (device logits) and over the random inputs (host C).\n"
+          "reference with the same weights: on the sample (device logits) and over the random inputs (host C);\n"
+          "'-' for int8 before folding (the reference quantizes the folded weights).\n"
           f"'+ blocking' is the {boards.load_board(BOARD).core} schedule record (schedules/).")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import boards  # noqa: E402
 from mamba_tvm.device.qemu import run_elf  # noqa: E402
 from mamba_tvm.driver import compile_for_board  # noqa: E402
-from mamba_tvm.frontend import load_checkpoint, reference_logits  # noqa: E402
+from mamba_tvm.frontend import load_checkpoint  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
 from mamba_tvm.project.linker_map import model_footprint  # noqa: E402
 from schedules import load_schedule  # noqa: E402
+from tests import reference_f64  # noqa: E402  (the independent float64 reference)
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
 VARIANTS = [  # (label, mode, fusion, weights)
@@ -68,8 +69,9 @@ def measure(spec, variant: tuple[str, str, str, str], core: str, work: Path) -> 
                             core=target_board.core)
     elf = build_elf(work)
     run = run_elf(elf)
-    ref = reference_logits(spec, x, int8=weights == "int8")[0]
-    fp32 = reference_logits(spec, x)[0]
+    params = reference_f64.load_npz(DATA / f"{spec.name}.npz")[0]
+    fp32 = reference_f64.sequence_logits(params, x)[0]
+    ref = reference_f64.sequence_logits(reference_f64.int8_params(params), x)[0] if weights == "int8" else fp32
     stack = run.stack_used - run.stack_at_call
     return {"arena": compiled.arena_bytes, "state": compiled.state_bytes, "stack": stack,
             "total_ram": compiled.arena_bytes + compiled.state_bytes + stack,
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
           "stays in the caller's buffer. instructions: M7 from TIMER0 under -icount, LX7 from ICOUNT (window\n"
           "spill handlers included); not cycles. x = ratio to the layer-by-layer plan of the same model on the\n"
           "same core (RAM x on the first core); LX7/M7 = instructions on the LX7 over the M7. |err| own = vs\n"
-          "the PyTorch model with the same weights (fp32 or int8), |err| fp32 = vs the fp32 PyTorch model;\n"
+          "the float64 reference (tests/reference_f64.py) with the same weights (fp32 or int8), |err| fp32 = vs\n"
+          "the fp32 model's float64 reference;\n"
           "the larger of the two cores.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -117,14 +117,15 @@ def import_model(model, seq_len: int) -> tvm.IRModule:
 
 def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
                   weights: str = "fp32", pipeline: tvm.transform.Pass | None = None,
-                  n_features: int | None = None, name: str | None = None) -> CompiledModel:
+                  n_features: int | None = None, name: str | None = None, fold: bool = True) -> CompiledModel:
     """Compile a model (a frontend Model, a TinyMamba ModelSpec, or an nn.Module taking
     (1, T, n_features)) for a (1, seq_len, features) input.
 
     mode "sequence": tvmgen_default_run over a (1, T, F) input; mode "stream": init/step/finish.
     fusion "timestep": the graph is split into a per-frame step and a finish (SplitTimeStep),
     and the time loop runs around the step, so no (T, d) tensor exists; "layer": each layer runs
-    over the whole sequence (TVM's usual plan)."""
+    over the whole sequence (TVM's usual plan). fold=False skips the exact linear folding
+    (the baseline of bench/kernels.py)."""
     from .pipeline import model_passes
 
     if mode not in MODES or fusion not in FUSIONS or weights not in WEIGHTS:
@@ -136,7 +137,7 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
     # the step graph does not depend on T; a trace of one frame would make the time axis a
     # size-1 axis that reshapes cannot be told apart from the batch
     trace_len = max(seq_len, TIME_STEP_TRACE_LEN) if fusion == "timestep" else seq_len
-    mod = tvm.transform.Sequential(model_passes(fusion, weights))(import_model(model, trace_len))
+    mod = tvm.transform.Sequential(model_passes(fusion, weights, fold=fold))(import_model(model, trace_len))
     lowered = (pipeline or mcu_pipeline())(mod)
     if fusion == "layer":
         programs = {"main": plan_program(lowered)}

@@ -6,9 +6,10 @@ or mode changes is which list is used, not code spread across modules.
 import tvm
 from tvm import relax
 
-from .passes import (BlockMatvec, ContractFMA, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
+from .passes import (BlockMatvec, ContractFMA, FloatMinMax, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
                      SelectInt8Matvec, UnrollReductions)
 from .passes.canonicalize import CanonicalizeImport
+from .passes.fast_math import table_size
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
 from .passes.name_kernels import NameKernelsAfterLayers
@@ -19,12 +20,14 @@ from .passes.kernel_schedules import ApplyKernelSchedules
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
 
 
-def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True) -> list:
+def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True, fold: bool = True) -> list:
     """Relax, operators whole: fold the weights, split the time step (time-step fusion),
     quantize (int8), then lower the Mamba operators to their kernels (lower=False stops
-    before, for graph_reference)."""
+    before, for graph_reference; fold=False keeps every linear layer where the user put it,
+    the baseline bench/kernels.py measures folding against)."""
+    folding = [FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains] if fold else []
     return ([relax.transform.DecomposeOpsForInference(), CanonicalizeImport, relax.transform.FoldConstant(),
-             FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains, SplitLinearOutputs, SinkBindings]
+             *folding, SplitLinearOutputs, SinkBindings]
             + [SplitTimeStep] * (fusion == "timestep")
             + [QuantizeWeights] * (weights == "int8")
             + [LowerMambaOps] * lower)
@@ -46,18 +49,21 @@ def graph_passes() -> list:
 def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
                   exp: str = "poly6", fma: bool = False, matvec_block: int = 8, scan_unroll: int = 1,
                   scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
-                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1) -> list:
+                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1, fminmax: bool = False) -> list:
     """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
     matrix-vector products register-blocked with their weights laid out for
     the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
-    (unroll=1: not), exp/softplus as inline polynomials (exp="libm": C library calls),
+    (unroll=1: not), exp/softplus as inline polynomials (exp="tableN": with a 2^(j/N) table and a
+    short polynomial; exp="libm": C library calls),
     the scan's state loop unrolled with exp's range check hoisted per channel and exp in base 2
-    where proven in range, multiply-adds fused (fma=False: mul+add), nothing large left on the
+    where proven in range, multiply-adds fused (fma=False: mul+add), float min/max as
+    fminf/fmaxf (fminmax=True: one VMINNM/VMAXNM on FPv5), nothing large left on the
     C stack."""
     return ([SelectInt8Matvec(int8_matvec)]
             + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
             + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
-            + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2), ContractFMA(fma),
+            + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2, table_size(exp)), ContractFMA(fma),
+               FloatMinMax(fminmax),
                HoistKernelTemporaries(stack_limit)])
 
 

@@ -100,6 +100,29 @@ def make_step_primfunc(batch: int, channels: int, kernel: int, dtype: str = "flo
     return causal_conv1d_silu_step
 
 
+def make_step_primfunc_over_x(batch: int, channels: int, kernel: int, dtype: str = "float32"):
+    """The step kernel writing u over x (call_tir_inplace on x, which nothing reads after the
+    conv): per channel x[d] is read (taps, window shift) before u[d] is written."""
+    hist = kernel - 1
+
+    @T.prim_func(private=True, s_tir=True)
+    def causal_conv1d_silu_step(x: T.Buffer((batch, channels), dtype),
+                                conv_state: T.Buffer((batch, channels, hist), dtype),
+                                weight: T.Buffer((channels, kernel), dtype),
+                                bias: T.Buffer((channels,), dtype)):
+        acc = T.alloc_buffer((1,), dtype)
+        for b, d in T.grid(batch, channels):
+            acc[0] = bias[d] + weight[d, hist] * x[b, d]
+            for k in T.unroll(hist):
+                acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
+            for k in T.unroll(hist - 1):
+                conv_state[b, d, k] = conv_state[b, d, k + 1]
+            conv_state[b, d, hist - 1] = x[b, d]
+            x[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+
+    return causal_conv1d_silu_step
+
+
 def relax_step_converter(node, importer):
     """The state is updated in place (call_tir_inplace): streaming RAM is the state itself."""
     x, conv_state, weight, bias = importer.retrieve_args(node)

@@ -84,11 +84,13 @@ CUSTOM_CONVERT_MAP = {
 
 # ---- lowering: graph-level call -> call_tir to the TIR kernel -------------------------------------
 
-def lower(bb: relax.BlockBuilder, op: str, args: list, name: str) -> relax.Expr:
+def lower(bb: relax.BlockBuilder, op: str, args: list, name: str, consumable: frozenset = frozenset()) -> relax.Expr:
     """The call_tir (call_tir_inplace for step forms) implementing `op` on `args`; the kernel is
-    added to the module under `name` (BlockBuilder makes it unique) and marked as named."""
+    added to the module under `name` (BlockBuilder makes it unique) and marked as named.
+    `consumable`: positions of arguments that nothing reads after this call (computed
+    tensors, used once): a step kernel writes its output over them (one buffer less)."""
     bb = _Naming(bb, name)
-    return _lower(bb, op, args, name)
+    return _lower(bb, op, args, name, consumable)
 
 
 class _Naming:
@@ -101,13 +103,16 @@ class _Naming:
         return self.bb.add_func(func.with_attr("mamba_tvm.layer", self.name), name)
 
 
-def _lower(bb, op: str, args: list, name: str) -> relax.Expr:
+def _lower(bb, op: str, args: list, name: str, consumable: frozenset = frozenset()) -> relax.Expr:
     if op == "causal_conv1d_silu":
         batch, length, channels = _shape(args[0])
         func = causal_conv1d.make_primfunc(batch, length, channels, _shape(args[1])[1])
         return relax.call_tir(bb.add_func(func, name), args, args[0].ty)
     if op == "causal_conv1d_silu_step":
         batch, channels = _shape(args[0])
+        if 0 in consumable:  # u written over x
+            func = causal_conv1d.make_step_primfunc_over_x(batch, channels, _shape(args[2])[1])
+            return relax.call_tir_inplace(bb.add_func(func, name), args, [0, 1], [args[0].ty, args[1].ty])
         func = causal_conv1d.make_step_primfunc(batch, channels, _shape(args[2])[1])
         return relax.call_tir_inplace(bb.add_func(func, name), args, [-1, 1], [args[0].ty, args[1].ty])
     if op == "selective_scan":
@@ -118,13 +123,18 @@ def _lower(bb, op: str, args: list, name: str) -> relax.Expr:
     if op == "selective_scan_step":
         batch, d_inner = _shape(args[0])
         d_state, dt_rank = _shape(args[4])[1], _shape(args[2])[1]
+        if 0 in consumable:  # y written over u
+            func = selective_scan.make_step_primfunc_over_u(batch, d_inner, d_state, dt_rank, a_int8=len(args) == 9)
+            return relax.call_tir_inplace(bb.add_func(func, name), args, [0, 7], [args[0].ty, args[7].ty])
         func = selective_scan.make_step_primfunc(batch, d_inner, d_state, dt_rank, a_int8=len(args) == 9)
         return relax.call_tir_inplace(bb.add_func(func, name), args, [-1, 7], [args[0].ty, args[7].ty])
     if op == "linear_int8":
         rows, in_features = _shape(args[0])
         out_features = _shape(args[1])[0]
         # opaque to FuseOps: the kernel already carries its epilogue
-        func = linear_int8.make_primfunc(rows, in_features, out_features, len(args) == 4).with_attr("op_pattern", 8)
+        # LINEAR_INT8 lets SelectInt8Matvec swap in the exact integer kernel (int8_matvec="int64")
+        func = (linear_int8.make_primfunc(rows, in_features, out_features, len(args) == 4).with_attr("op_pattern", 8)
+                .with_attr(linear_int8.LINEAR_INT8, [rows, in_features, out_features, int(len(args) == 4)]))
         return relax.call_tir(bb.add_func(func, name), args, relax.TensorType((rows, out_features), "float32"))
     if op.startswith("state_update_"):
         # opaque to FuseOps: fused with the value's producer, the in-place write would lose its buffer

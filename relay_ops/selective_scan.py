@@ -225,6 +225,70 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
     return selective_scan_step
 
 
+def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
+    """The step kernel writing y over u (call_tir_inplace on u, which nothing reads after the
+    scan): one vector of RAM less. Two passes: per channel delta (a scalar), the state update
+    and y[d] = acc written where u[d] was read; then the SiLU gate in place."""
+    n_dbl = dt_rank + 2 * d_state
+    b_off, c_off = dt_rank, dt_rank + d_state
+    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
+
+    def a(A, A_scale, d, n):
+        return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
+
+    @T.macro
+    def channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, h, dl, acc, b, d):
+        dl[0] = dt_bias[d]
+        for r in T.unroll(dt_rank):
+            dl[0] = dl[0] + x_dbl[b, r] * dt_weight[d, r]
+        dl[0] = T.if_then_else(dl[0] > T.float32(20), dl[0], T.log1p(T.exp(dl[0])))
+        acc[0] = D[d] * u[b, d]
+        for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
+            h[b, d, n] = T.exp(dl[0] * a(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (dl[0] * u[b, d])
+            acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
+        u[b, d] = acc[0]
+
+    @T.macro
+    def gate(z, y, b, d):
+        y[b, d] = y[b, d] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
+
+    if a_int8:
+        @T.prim_func(private=True, s_tir=True)
+        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
+                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
+                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
+                                dt_bias: T.Buffer((d_inner,), "float32"),
+                                A: T.Buffer((d_inner, d_state), "int8"),
+                                D: T.Buffer((d_inner,), "float32"),
+                                z: T.Buffer((batch, d_inner), "float32"),
+                                h: T.Buffer((batch, d_inner, d_state), "float32"),
+                                A_scale: T.Buffer((d_state,), "float32")):
+            dl = T.alloc_buffer((1,), "float32")
+            acc = T.alloc_buffer((1,), "float32")
+            for b, d in T.grid(batch, d_inner):
+                channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, h, dl, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                gate(z, u, b, d)
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
+                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
+                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
+                                dt_bias: T.Buffer((d_inner,), "float32"),
+                                A: T.Buffer((d_inner, d_state), "float32"),
+                                D: T.Buffer((d_inner,), "float32"),
+                                z: T.Buffer((batch, d_inner), "float32"),
+                                h: T.Buffer((batch, d_inner, d_state), "float32")):
+            dl = T.alloc_buffer((1,), "float32")
+            acc = T.alloc_buffer((1,), "float32")
+            for b, d in T.grid(batch, d_inner):
+                channel(u, x_dbl, dt_weight, dt_bias, A, None, D, h, dl, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                gate(z, u, b, d)
+
+    return selective_scan_step
+
+
 def relax_step_converter(node, importer):
     """The state is updated in place (call_tir_inplace): streaming RAM is the state itself."""
     u, x_dbl, dt_weight, dt_bias, A, D, z, ssm_state, A_scale = importer.retrieve_args(node)

@@ -76,3 +76,46 @@ def test_unfused_temporaries_move_into_the_arena(built, tmp_path):
     assert not parity_errors(got, want), parity_errors(got, want)
     # the workspaces are counted by the plan (they may fit in space that is dead at that call)
     assert compiled.program.unplanned_bytes > built("har6", fusion="layer").compiled.program.unplanned_bytes
+
+
+def test_step_kernels_write_over_inputs_nothing_reads_after(built):
+    """KWS-10's time step: the conv writes u over x and the scan y over u (LowerMambaOps'
+    consumable_args), so the arena holds z, u and x_dbl alone at the scan (1,168 B, not
+    1,680 B); parity is the fixture tests'."""
+    step = built("kws10").compiled.programs["step"]
+    calls = {c.kernel: c.args for c in step.calls}
+    conv, scan = calls["mamba_conv_step"], calls["mamba_scan_step"]
+    assert len(conv) == 4 and len(scan) == 8  # no separate output buffer
+    assert scan[0] == conv[0]  # the in_proj output, overwritten twice
+    assert step.arena_bytes == 2 * 512 + 144
+
+
+def test_consumable_args_spares_parameters_views_and_later_reads():
+    """An argument is overwritten only if the graph computed it and nothing reads its storage
+    afterwards: not a parameter, not a tensor read later directly or through a view."""
+    from tvm import relax
+
+    from mamba_tvm.passes.lower_mamba_ops import consumable_args
+    from relay_ops.mamba_ops import mamba_call
+
+    def conv_step(bb, x, state, w, b):
+        ty = relax.TupleType([x.ty, state.ty])
+        return bb.emit(mamba_call("causal_conv1d_silu_step", [x, state, w, b], ty))
+
+    x = relax.Var("x", relax.TensorType((1, 8), "float32"))
+    state = relax.Var("state", relax.TensorType((1, 8, 3), "float32"))
+    w = relax.const(__import__("numpy").zeros((8, 4), "float32"))
+    b = relax.const(__import__("numpy").zeros((8,), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("f", [x, state]):
+        direct = conv_step(bb, x, state, w, b)                       # x is a parameter
+        h = bb.emit(relax.op.add(x, x))
+        view = bb.emit(relax.op.reshape(h, (8,)))
+        kept = conv_step(bb, h, state, w, b)                         # h read later through a view
+        later = bb.emit(relax.op.add(view, view))
+        g = bb.emit(relax.op.multiply(x, x))
+        last = conv_step(bb, g, state, w, b)                         # g read by nobody after
+        bb.emit_func_output(relax.Tuple([later, bb.emit(relax.TupleGetItem(last, 0)), direct, kept]))
+    found = {v.name: set(s) for v, s in consumable_args(bb.get()["f"]).items()}
+    assert found[direct.name] == set() and found[kept.name] == set()
+    assert found[last.name] == {0}

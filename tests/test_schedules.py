@@ -13,8 +13,9 @@ from schedules import DEFAULT, load_schedule
 
 def test_records_per_core():
     m7, lx7 = load_schedule("cortex-m7"), load_schedule("xtensa-lx7")
-    assert m7["matvec_block"] > 1 and m7["fma"] and m7["exp"] == "poly6"
-    assert not lx7["fma"] and lx7["exp"] == "poly6"  # LLVM 22 calls fmaf on Xtensa; the LX7 has no libm
+    assert m7["matvec_block"] > 1 and m7["fma"] and m7["exp"] == "table128" and m7["fminmax"]
+    # LLVM 22 calls fmaf on Xtensa; the LX7 has no libm (no fmaxf either)
+    assert not lx7["fma"] and lx7["exp"] == "poly6" and not lx7["fminmax"]
     assert load_schedule("no-such-core") == DEFAULT
 
 
@@ -32,6 +33,25 @@ def test_unrolling_is_bit_identical_and_cheaper(built, tmp_path):
     assert np.array_equal(runs[1][0].view(np.uint32), runs[4][0].view(np.uint32))
     assert np.array_equal(runs[1][1].logits.view(np.uint32), runs[4][1].logits.view(np.uint32))
     assert runs[4][1].instructions < runs[1][1].instructions
+
+
+def test_float_min_max_is_bit_identical_and_cheaper(built, tmp_path):
+    """FloatMinMax (fminmax): fmaxf/fminf instead of compare-and-select, the same bits on the
+    host and on the M7, fewer instructions there (VMAXNM/VMINNM)."""
+    spec = built("har6").spec
+    x = spec.sample_input
+    runs = {}
+    for on in (False, True):
+        compiled = compile_model(spec, x.shape[1], pipeline=mcu_pipeline(**{**load_schedule("cortex-m7"), "fminmax": on}))
+        assert ("fmaxf(" in compiled.sources["model_kernels.c"]) == on
+        out = tmp_path / f"m{on}"
+        compiled.write(out / "model")
+        host = run_host(build_host_runner(out / "model", compiled.c_files), x)
+        write_baremetal_project(out, [f"model/{f}" for f in compiled.c_files], x)
+        runs[on] = (host, run_elf(build_elf(out)))
+    assert np.array_equal(runs[False][0].view(np.uint32), runs[True][0].view(np.uint32))
+    assert np.array_equal(runs[False][1].logits.view(np.uint32), runs[True][1].logits.view(np.uint32))
+    assert runs[True][1].instructions < runs[False][1].instructions
 
 
 def test_unknown_schedule_key_is_refused(tmp_path, monkeypatch):

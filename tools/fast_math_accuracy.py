@@ -6,7 +6,7 @@ double-precision C library on every float32 in each range (or every `--stride`-t
 pattern). Reports the largest error in ulps of the float32 result, the largest relative
 error and the mean signed error (the bias a scan would accumulate).
 
-    python tools/fast_math_accuracy.py [--stride N] [--no-fma] [--json out.json]
+    python tools/fast_math_accuracy.py [--stride N] [--no-fma] [--exp poly6|table128] [--json out.json]
 """
 from __future__ import annotations
 
@@ -71,15 +71,18 @@ int main(int argc, char** argv) {
 """
 
 
-def helpers_c(fma: bool) -> str:
+def helpers_c(fma: bool, exp: str = "poly6") -> str:
+    table = fm.table_size(exp)
     makers = {"fast_exp": fm.fast_exp, "fast_exp_in_range": fm.fast_exp_in_range,
-              "fast_exp2_in_range": fm.fast_exp2_in_range, "fast_softplus": fm.fast_softplus,
-              "fast_tanh": fm.fast_tanh, "fast_erf": fm.fast_erf}
-    return emit_helpers_c({name: (contract_fma(make()) if fma else make()) for name, make in makers.items()})
+              "fast_exp2_in_range": fm.fast_exp2_in_range, "fast_softplus": fm.fast_softplus}
+    helpers = {name: make(table) for name, make in makers.items()}
+    helpers.update(fast_tanh=fm.fast_tanh(), fast_erf=fm.fast_erf())  # no exp inside: no table
+    return emit_helpers_c({name: (contract_fma(func) if fma else func) for name, func in helpers.items()})
 
 
-def measure(stride: int = 1, fma: bool = True) -> dict:
-    helpers = helpers_c(fma)
+def measure(stride: int = 1, fma: bool = True, exp: str = "poly6") -> dict:
+    """exp: the LowerFastMath variant ("poly6" or "tableN")."""
+    helpers = helpers_c(fma, exp)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, ref, (lo, hi), fed in CASES:
@@ -99,9 +102,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stride", type=int, default=1, help="test every N-th float32 bit pattern (1: all)")
     p.add_argument("--no-fma", action="store_true", help="helpers with mul+add (the Xtensa LX7 build)")
+    p.add_argument("--exp", default="poly6", help="helper variant: poly6 or tableN (N = 16 ... 256)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    results = measure(args.stride, not args.no_fma)
+    results = measure(args.stride, not args.no_fma, args.exp)
     print(f"{'helper':<20} {'range':>18} {'inputs':>11} {'max ulp':>8} {'max rel':>10} {'mean ulp':>10}")
     for name, r in results.items():
         lo, hi = r["range"]

@@ -63,7 +63,11 @@ SCAN = "relay_ops/selective_scan.py"
 CONV = "relay_ops/causal_conv1d.py"
 INT8_OP = "relay_ops/linear_int8.py"
 QUANT = "mamba_tvm/frontend/quantize.py"
-FRONT = "mamba_tvm/frontend/reference.py"
+FRONT = "mamba_tvm/nn.py"
+FAST = "mamba_tvm/passes/fast_math.py"
+MINMAX = "mamba_tvm/passes/float_minmax.py"
+LOWER = "mamba_tvm/passes/lower_mamba_ops.py"
+M7_PARITY = "tests/test_fast_kernels.py::test_m7_kernels_match_float64_reference"
 AOT = "mamba_tvm/codegen/aot.py"
 PLAN = "mamba_tvm/plan.py"
 RPC_FRAME = "runtime_c/rpc/rpc_frame.c"
@@ -80,14 +84,21 @@ MUTANTS = [
     Mutant("scan: exp argument sign",
            [(SCAN, "T.exp(delta[0] * A_rows[a_row, n])", "T.exp(T.float32(0) - delta[0] * A_rows[a_row, n])")],
            parity()),
-    Mutant("scan: softplus threshold removed",
-           [(SCAN, "T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))",
-             "T.log1p(T.exp(delta[0]))")],
-           parity(), "only a dt beyond float32 exp's range (88.7) tells: odd_dims has one"),
-    Mutant("scan: dt bias dropped",
+    Mutant("scan: softplus threshold comparison reversed (every scan kernel)",
+           [(SCAN, "delta[0] > T.float32(20)", "delta[0] < T.float32(20)"),
+            (SCAN, "acc[0] > T.float32(20)", "acc[0] < T.float32(20)"),
+            (SCAN, "dl[0] > T.float32(20)", "dl[0] < T.float32(20)")],
+           parity(), "removing the threshold, or moving it to 2, is not seen: fast_softplus is "
+                     "max(x, 0) + log1p(e^-|x|), which returns x above 20 anyway, and no test "
+                     "model feeds it a dt between 2 and 20"),
+    Mutant("scan: dt bias dropped (every scan kernel)",
            [(SCAN, "delta[0] = dt_bias[d]",
-             "delta[0] = T.if_then_else(dt_bias[d] > T.float32(1e30), dt_bias[d], T.float32(0))")],
-           parity(), "written so dt_bias stays read and the C compiles"),
+             "delta[0] = T.if_then_else(dt_bias[d] > T.float32(1e30), dt_bias[d], T.float32(0))"),
+            (SCAN, "acc[0] = dt_bias[d]",
+             "acc[0] = T.if_then_else(dt_bias[d] > T.float32(1e30), dt_bias[d], T.float32(0))"),
+            (SCAN, "dl[0] = dt_bias[d]",
+             "dl[0] = T.if_then_else(dt_bias[d] > T.float32(1e30), dt_bias[d], T.float32(0))")],
+           parity(("timestep", "stream", "int8", "layer")), "written so dt_bias stays read and the C compiles"),
     Mutant("scan: A state order reversed",
            [(SCAN, "A_rows[a_row, n]", "A_rows[a_row, d_state - 1 - n]")],
            parity()),
@@ -126,14 +137,37 @@ MUTANTS = [
            [(INT8_OP, 'T.Cast("float32", w_q[vn, vk])', 'T.Cast("float32", T.Cast("uint8", w_q[vn, vk]))')],
            parity(("int8",))),
     Mutant("front end: in_proj x and z halves swapped",
-           [(FRONT, 'self.in_proj_x = Linear(w["in_proj.weight"][:di]', 'self.in_proj_x = Linear(w["in_proj.weight"][di:]'),
-            (FRONT, 'self.in_proj_z = Linear(w["in_proj.weight"][di:]', 'self.in_proj_z = Linear(w["in_proj.weight"][:di]')],
+           [(FRONT, "x, z = self.in_proj(hidden_states).chunk(2, dim=-1)",
+             "z, x = self.in_proj(hidden_states).chunk(2, dim=-1)")],
            parity(("timestep",)), "reaches the product's PyTorch reference too"),
     Mutant("front end: conv taps reversed",
-           [(FRONT, 'w["conv1d.weight"][:, 0, :]', 'w["conv1d.weight"][:, 0, ::-1]')],
+           [(FRONT, "self.conv1d.weight.squeeze(1)", "self.conv1d.weight.squeeze(1).flip(-1)")],
            parity(("timestep",)), "reaches the product's PyTorch reference too"),
+    Mutant("scan step: exp argument sign (both step kernels)",
+           [(SCAN, "T.exp(y[b, d] * a(A, A_scale, d, n))", "T.exp(T.float32(0) - y[b, d] * a(A, A_scale, d, n))"),
+            (SCAN, "T.exp(dl[0] * a(A, A_scale, d, n))", "T.exp(T.float32(0) - dl[0] * a(A, A_scale, d, n))")],
+           parity(("timestep", "stream", "int8"))),
+    Mutant("scan step over u: y written inside the state loop, before u is read again",
+           [(SCAN, "            acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]\n        u[b, d] = acc[0]",
+             "            acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]\n            u[b, d] = acc[0]")],
+           parity(("timestep", "stream", "int8"))),
+    Mutant("in place: a view's later reads ignored (consumable_args)",
+           [(LOWER, "root[v] = storage(value.args[0])", "root[v] = v")],
+           ["tests/test_plan.py::test_consumable_args_spares_parameters_views_and_later_reads"],
+           "the bundled graphs read nothing through a view after the step kernels: only the unit test sees it"),
+    Mutant("exp table: entries 2 ulp low",
+           [(FAST, "int(np.float32(2.0 ** (j / n)).view(np.uint32))",
+             "int(np.float32(2.0 ** (j / n) * (1 - 2 ** -22)).view(np.uint32))")],
+           ["tests/test_fast_kernels.py::test_exp_table_is_exact", M7_PARITY]),
+    Mutant("exp table: polynomial one degree short",
+           [(FAST, "return 2 if n >= 64 else 3", "return 1 if n >= 64 else 2")],
+           [M7_PARITY, "tests/test_fast_kernels.py::test_fast_math_helpers_accuracy"]),
+    Mutant("FloatMinMax: fminf and fmaxf swapped",
+           [(MINMAX, 'name = "fmaxf" if isinstance(node, ir.prim.expr.Max) else "fminf"',
+             'name = "fminf" if isinstance(node, ir.prim.expr.Max) else "fmaxf"')],
+           [M7_PARITY, "tests/test_schedules.py::test_float_min_max_is_bit_identical_and_cheaper"]),
     Mutant("AOT: init does not reset the state",
-           [(AOT, 'state->{t.name}[i] = 0.0f;")', '(void)state->{t.name}[i];")')],
+           [(AOT, 'state->{t.name}[i] = {init};")', '(void)state->{t.name}[i];")')],
            [f"{REPEATED}[timestep]", f"{REPEATED}[stream]"], "one inference per process cannot see it"),
     Mutant("AOT: mean over T+1 frames",
            [(AOT, '"  inv_steps[0] = 1.0f / (float)state->steps;"', '"  inv_steps[0] = 1.0f / (float)(state->steps + 1);"')],

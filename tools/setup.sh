@@ -10,7 +10,7 @@ APT_PACKAGES=(
   gcc clang make
   gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi
   qemu-system-arm
-  clang-22 llvm-22 binutils-xtensa-lx106 qemu-system-misc
+  clang-22 llvm-22 binutils-xtensa-lx106 gcc-xtensa-lx106 picolibc-xtensa-lx106-elf qemu-system-misc
   device-tree-compiler cpp
 )
 missing=()

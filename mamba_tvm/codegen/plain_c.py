@@ -191,7 +191,8 @@ def emit_kernels_c(mod: tvm.IRModule, helpers: dict[str, tirx.PrimFunc] | None =
 #: C library math functions CodeGenC declares (math.h has them): their prototypes are dropped
 _LIBM = ("exp|exp2|expm1|log|log2|log10|log1p|pow|sqrt|rsqrt|tanh|sinh|cosh|tan|sin|cos|asin|acos|atan|atan2|"
          "erf|fabs|fmax|fmin|fma|floor|ceil|round|trunc|fmod")
-_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+)\(")
+_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+|mamba_exp2_table\d+)\(")
+_EXP2_TABLE = re.compile(r"mamba_exp2_table(\d+)\(")
 _SELECT_HELPER = re.compile(HELPER_PREFIX + r"([0-9a-f]{8})_([0-9a-f]{8})\(")
 #: TVM's CodeGenC prints reinterpret as `(*(T *)(&(v)))`, which breaks C's aliasing rules (GCC
 #: -O2 warns and miscompiles it); our C uses a union instead, which C99 defines
@@ -228,7 +229,7 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
     text = re.sub(r"(?<![\w.])nanf\b", "NAN", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return constant_select_helpers(text) + text + "\n"
+    return constant_select_helpers(text) + exp2_tables(text) + text + "\n"
 
 
 def constant_select_helpers(text: str) -> str:
@@ -245,6 +246,22 @@ def constant_select_helpers(text: str) -> str:
         out += [f"static const mamba_select_entry {name}_table[2] = {{{{0x{b}u}}, {{0x{a}u}}}};",
                 f"static inline float {name}(int32_t c) {{ return {name}_table[c != 0].value; }}"]
     return "\n".join(out) + "\n\n"
+
+
+def exp2_tables(text: str) -> str:
+    """Definitions of the mamba_exp2_table<N> lookups `text` calls (exp="tableN",
+    passes/fast_math.py): N words, 2^(j/N)'s float bits less j << (23 - log2 N)."""
+    from ..passes.fast_math import table_bits
+
+    out = []
+    for n in sorted({int(m) for m in _EXP2_TABLE.findall(text)}):
+        words = table_bits(n)
+        rows = [", ".join(f"0x{w:08x}u" for w in words[i:i + 6]) for i in range(0, n, 6)]
+        out += [f"/* 2^(j/{n}) as float bits, less j << {23 - n.bit_length() + 1}: adding the exp argument's shifter",
+                f" * bits shifted left by that much gives 2^k * 2^(j/{n}) (passes/fast_math.py). */",
+                f"static const uint32_t mamba_exp2_table{n}_bits[{n}] = {{", *(f"  {r}," for r in rows), "};",
+                f"static inline uint32_t mamba_exp2_table{n}(uint32_t j) {{ return mamba_exp2_table{n}_bits[j]; }}"]
+    return "\n".join(out) + "\n\n" if out else ""
 
 
 def _bit_casts(text: str) -> str:

@@ -22,6 +22,9 @@ the exponent arithmetic.
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import tvm
 import tvm_ffi
 from tvm import ir, tirx
@@ -95,18 +98,23 @@ def _exp_core(b: _Body, x) -> tirx.Var:
     return b.let("e", poly * scale)
 
 
-def fast_exp() -> tirx.PrimFunc:
+def _core(b: _Body, x, table: int):
+    return _exp_core_table(b, x, table) if table else _exp_core(b, x)
+
+
+def fast_exp(table: int = 0) -> tirx.PrimFunc:
+    """table: 0 for the degree-6 polynomial, else the size of the 2^(j/N) table."""
     x = tirx.Var("x", F32)
     b = _Body()
     xc = b.let("xc", tirx.Min(tirx.Max(x, _c(EXP_LO)), _c(EXP_HI)))
-    return b.ret(_exp_core(b, xc), [x], "fast_exp")
+    return b.ret(_core(b, xc, table), [x], "fast_exp")
 
 
-def fast_exp_in_range() -> tirx.PrimFunc:
+def fast_exp_in_range(table: int = 0) -> tirx.PrimFunc:
     """fast_exp without the clamp, for callers that proved EXP_LO <= x <= EXP_HI."""
     x = tirx.Var("x", F32)
     b = _Body()
-    return b.ret(_exp_core(b, x), [x], "fast_exp_in_range")
+    return b.ret(_core(b, x, table), [x], "fast_exp_in_range")
 
 
 #: 2^f ~ 1 + sum c_i f^i on |f| <= 1/2 (near-minimax relative fit, max 2.0e-9)
@@ -114,13 +122,20 @@ EXP2_POLY = (0.693147202857755, 0.24022647913279854, 0.055503324663802575, 0.009
              0.0013398876065584498, 0.0001535335976063834)
 
 
-def fast_exp2_in_range() -> tirx.PrimFunc:
+def fast_exp2_in_range(table: int = 0) -> tirx.PrimFunc:
     """2^t for -127 <= t <= 127 (callers prove the range): k = round(t) by the shifter, f = t - k
     exactly, 2^f by a degree-6 polynomial. exp(a*b) = 2^((a*log2 e)*b) saves the Cody-Waite
     steps where a is a loop invariant; the extra rounding of a*log2 e is of the order of the
     rounding of a*b itself."""
     t = tirx.Var("t", F32)
     b = _Body()
+    if table:  # k + j/N = round(N t)/N, g = t - that exactly, 2^g by the short polynomial
+        sh = _table_shifter(table)
+        kd = b.let("kd", t + _c(sh))
+        g = b.let("g", t - (kd - _c(sh)))
+        u = _poly_times(b, g, table_poly(table, True))
+        scale = _table_scale(b, kd, table)
+        return b.ret(scale * u + scale, [t], "fast_exp2_in_range")
     kd = b.let("kd", t + _c(SHIFTER))
     f = b.let("f", t - (kd - _c(SHIFTER)))
     f2 = b.let("f2", f * f)
@@ -132,12 +147,100 @@ def fast_exp2_in_range() -> tirx.PrimFunc:
     return b.ret(poly * scale, [t], "fast_exp2_in_range")
 
 
-def fast_softplus() -> tirx.PrimFunc:
+#: exp="tableN": 2^x = 2^k * 2^(j/N) * 2^g with the N values 2^(j/N) in a table, so the
+#: polynomial only covers |g| <= 1/(2N): degree 2 for N >= 64 (fit error below 1e-8).
+TABLE_SIZES = (16, 32, 64, 128, 256)
+TABLE_EXTERN = "mamba_exp2_table"
+
+
+def table_size(exp: str) -> int:
+    """N of exp="tableN", 0 for the polynomial and libm variants."""
+    if exp in ("poly6", "libm"):
+        return 0
+    n = int(exp[5:]) if exp.startswith("table") and exp[5:].isdigit() else -1
+    if n not in TABLE_SIZES:
+        raise ValueError(f"unknown exp variant '{exp}' (known: poly6, libm, "
+                         + ", ".join(f"table{t}" for t in TABLE_SIZES) + ")")
+    return n
+
+
+def _table_degree(n: int) -> int:
+    return 2 if n >= 64 else 3
+
+
+@functools.lru_cache(maxsize=None)
+def table_poly(n: int, base2: bool) -> tuple[float, ...]:
+    """c1..cd with 2^g ~ 1 + g (c1 + c2 g + ...) on |g| <= 1/(2n) (base2), or e^r ~ 1 + r (c1 + ...)
+    on |r| <= ln2/(2n): a near-minimax fit of the relative error (iteratively reweighted least
+    squares on Chebyshev nodes), each coefficient rounded to float32."""
+    degree, half = _table_degree(n), (0.5 / n) * (1.0 if base2 else np.log(2.0))
+    x = np.cos(np.linspace(0.0, np.pi, 2001)) * half
+    x = x[x != 0]
+    f = np.exp2(x) if base2 else np.exp(x)
+    target, weight = (f - 1.0) / x, x / f
+    basis = np.vstack([x ** i for i in range(degree)]).T
+    w = np.ones_like(x)
+    for _ in range(60):
+        c, *_ = np.linalg.lstsq(basis * (weight * w)[:, None], target * weight * w, rcond=None)
+        err = np.abs((basis @ c - target) * weight)
+        w *= (err / err.max()) ** 0.3 + 1e-3
+    return tuple(float(np.float32(v)) for v in c)
+
+
+def table_bits(n: int) -> list[int]:
+    """Entry j: the float32 bits of 2^(j/n) minus j << (23 - log2 n), so that adding the
+    rounded argument's bits shifted left by 23 - log2 n yields 2^k * 2^(j/n) in one add."""
+    shift = 23 - int(np.log2(n))
+    return [(int(np.float32(2.0 ** (j / n)).view(np.uint32)) - (j << shift)) & 0xFFFFFFFF for j in range(n)]
+
+
+def _table_scale(b: _Body, kd, n: int):
+    """2^k * 2^(j/n) from the shifter sum kd (its low bits are round(n t) = n k + j)."""
+    bits = b.let("kd_bits", tirx.op.reinterpret("uint32", kd), "uint32")
+    j = b.let("j", tirx.op.bitwise_and(bits, tirx.const(n - 1, "uint32")), "uint32")
+    entry = tirx.op.call_pure_extern("uint32", f"{TABLE_EXTERN}{n}", j)
+    shift = tirx.const(23 - int(np.log2(n)), "uint32")
+    scale_bits = b.let("scale_bits", entry + tirx.op.shift_left(bits, shift), "uint32")
+    return b.let("scale", tirx.op.reinterpret(F32, scale_bits))
+
+
+def _poly_times(b: _Body, x, coeffs):
+    """x (c1 + c2 x + ...) by Horner."""
+    acc = _c(coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = acc * x + _c(c)
+    return b.let("u", x * acc)
+
+
+def _table_shifter(n: int) -> float:
+    return 1.5 * 2.0 ** (23 - int(np.log2(n)))  # its ulp is 1/n: t + it rounds t to a multiple of 1/n
+
+
+def _exp_core_table(b: _Body, x, n: int) -> tirx.Var:
+    """e^x for x inside [EXP_LO, EXP_HI] with a 2^(j/n) table: kf = k + j/n = round(n x log2 e)/n
+    by the shifter, r = x - kf ln2 by Cody-Waite (ln2's high part has 11 significant bits and
+    kf at most 13, so kf * hi is exact), e^r by 1 + r (c1 + c2 r ...), times the table's
+    2^k 2^(j/n) as s + s u (one rounding)."""
+    sh = _table_shifter(n)
+    kd = b.let("kd", x * _c(LOG2E) + _c(sh))
+    kf = b.let("kf", kd - _c(sh))
+    r = b.let("r", kf * _c(-LN2_HI11) + x)
+    r = b.let("r_lo", kf * _c(-LN2_LO11) + r)
+    u = _poly_times(b, r, table_poly(n, False))
+    scale = _table_scale(b, kd, n)
+    return b.let("e", scale * u + scale)
+
+
+LN2_HI11 = 0.693359375  # ln 2 to 11 significant bits (0x3f318000)
+LN2_LO11 = float(np.float32(0.6931471805599453 - 0.693359375))
+
+
+def fast_softplus(table: int = 0) -> tirx.PrimFunc:
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), the log1p by the atanh series in s = e/(2+e)."""
     x = tirx.Var("x", F32)
     b = _Body()
     neg_abs = b.let("neg_abs", tirx.Min(x, _c(0.0) - x))
-    e = _exp_core(b, b.let("xc", tirx.Max(neg_abs, _c(EXP_LO))))
+    e = _core(b, b.let("xc", tirx.Max(neg_abs, _c(EXP_LO))), table)
     s = b.let("s", e / (_c(2.0) + e))
     w = b.let("w", s * s)
     g = _estrin(b, w, (1.0,) + LOG1P_POLY, "w")
@@ -207,12 +310,12 @@ class _Helpers:
         return ir.expr.Call(self.gvs[name], [arg], ret_ty=F32)
 
 
-def lower_fast_math(func: tirx.PrimFunc, helpers: _Helpers) -> tirx.PrimFunc:
+def lower_fast_math(func: tirx.PrimFunc, helpers: _Helpers, table: int = 0) -> tirx.PrimFunc:
     def on_call(call):
         if _is_op(call, "tirx.log1p") and _is_op(call.args[0], "tirx.exp"):
-            return helpers.call("fast_softplus", fast_softplus, call.args[0].args[0])
+            return helpers.call("fast_softplus", lambda: fast_softplus(table), call.args[0].args[0])
         if _is_op(call, "tirx.exp") and _dtype(call) == F32:
-            return helpers.call("fast_exp", fast_exp, call.args[0])
+            return helpers.call("fast_exp", lambda: fast_exp(table), call.args[0])
         if _is_op(call, "tirx.tanh") and _dtype(call) == F32:
             return helpers.call("fast_tanh", fast_tanh, call.args[0])
         if _is_op(call, "tirx.erf") and _dtype(call) == F32:
@@ -239,9 +342,9 @@ def remaining_libm_calls(func: tirx.PrimFunc) -> set[str]:
 
 
 def LowerFastMath(exp: str = "poly6") -> tvm.transform.Pass:
-    """exp="poly6": the helpers above; exp="libm": leave exp/log1p to the C library (baseline)."""
-    if exp not in ("poly6", "libm"):
-        raise ValueError(f"unknown exp variant '{exp}' (known: poly6, libm)")
+    """exp="poly6": the helpers above; exp="tableN": the same with a 2^(j/N) table and a
+    degree-2 (N >= 64) or 3 polynomial; exp="libm": leave exp/log1p to the C library (baseline)."""
+    table = table_size(exp)
 
     @tvm.transform.module_pass(opt_level=0, name="LowerFastMath")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -249,7 +352,7 @@ def LowerFastMath(exp: str = "poly6") -> tvm.transform.Pass:
             return mod
         helpers = _Helpers(mod)
         kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]
-        for gv, func in [(gv, lower_fast_math(f, helpers)) for gv, f in kernels]:
+        for gv, func in [(gv, lower_fast_math(f, helpers, table)) for gv, f in kernels]:
             mod[gv] = func
         return mod
 

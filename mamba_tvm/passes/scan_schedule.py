@@ -102,7 +102,8 @@ def _fresh_loop(loop: tirx.For, body, unroll: int):
     return tirx.For(outer, zero, tirx.const(extent // factor, dtype), tirx.ForKind.SERIAL, body, None, {})
 
 
-def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, hoist: bool, base2: bool):
+def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, hoist: bool, base2: bool,
+                        table: int = 0):
     plain = _fresh_loop(loop, loop.body, unroll)
     calls = _exp_calls(loop.body)
     if not (hoist and bounds and calls):
@@ -123,8 +124,8 @@ def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, 
             return call
         varying = _split_invariant(call.args[0], loop.loop_var)[1]
         if base2:
-            return helpers.call("fast_exp2_in_range", fast_exp2_in_range, scaled * varying)
-        return helpers.call("fast_exp_in_range", fast_exp_in_range, call.args[0])
+            return helpers.call("fast_exp2_in_range", lambda: fast_exp2_in_range(table), scaled * varying)
+        return helpers.call("fast_exp_in_range", lambda: fast_exp_in_range(table), call.args[0])
 
     proven = _fresh_loop(loop, tvm_ffi.structural_map(loop.body, (ir.expr.Call, fast)), unroll)
     in_range = tirx.And(delta >= tirx.const(0.0, F32), delta <= tirx.const(limit, F32))
@@ -132,7 +133,8 @@ def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, 
     return tirx.IfThenElse(in_range, then, plain)
 
 
-def ScheduleScan(unroll: int = 1, hoist: bool = True, base2: bool = True) -> tvm.transform.Pass:
+def ScheduleScan(unroll: int = 1, hoist: bool = True, base2: bool = True, table: int = 0) -> tvm.transform.Pass:
+    """table: LowerFastMath's 2^(j/N) table size (exp="tableN"), 0 for the polynomial helpers."""
     @tvm.transform.module_pass(opt_level=0, name="ScheduleScan")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         helpers = _Helpers(mod)
@@ -141,7 +143,8 @@ def ScheduleScan(unroll: int = 1, hoist: bool = True, base2: bool = True) -> tvm
                 if STATE_LOOP not in stmt.annotations:
                     return stmt
                 names = stmt.annotations[STATE_LOOP]
-                return schedule_state_loop(stmt, _factor_range(mod, gv, func, names), helpers, unroll, hoist, base2)
+                return schedule_state_loop(stmt, _factor_range(mod, gv, func, names), helpers, unroll, hoist, base2,
+                                           table)
 
             new_func = tvm_ffi.structural_map(func, (tirx.For, rewrite))
             if not new_func.same_as(func):

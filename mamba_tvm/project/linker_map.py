@@ -12,7 +12,9 @@ from pathlib import Path
 
 _SECTION = re.compile(r"^ (\.(?:text|rodata|data|bss)\.(\S+))(?:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+)?$")
 _CONT = re.compile(r"^\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+")
-_MODEL_SYMBOL = re.compile(r"^(tvmgen_default_\w+|(?:[sf]_)?w_\w+|[sf]_w\d+|w\d+)$")
+# the model's functions and constants, and the C tables the kernels read (exp, constant selects)
+_MODEL_SYMBOL = re.compile(r"^(tvmgen_default_\w+|(?:[sf]_)?w_\w+|[sf]_w\d+|w\d+|mamba_exp2_table\d+_bits"
+                           r"|mamba_select_\w+_table)$")
 
 
 def model_sections(map_file: Path) -> dict[str, int]:
