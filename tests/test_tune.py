@@ -105,8 +105,11 @@ def test_a_wrong_candidate_is_rejected_never_recorded(record_dir, tmp_path, monk
     rejected = [json.loads(s) for s in (tmp_path / "db" / "rejected.jsonl").read_text().splitlines()]
     assert {r["trial"] for r in rejected} == {1000} and len(rejected) == len(tuner._tasks[0].kernels)
     bad = wrong[0][0].overrides
+    from mamba_tvm.tune.space import MODEL_KNOBS
+
+    fixed = schedules.load_schedule("cortex-m7")  # model knobs kept at the core's fixed rules
     for space in tuner._tasks[0].kernels:
-        point = {**bad[space.name], "exp": "poly6", "fma": True}
+        point = {**bad[space.name], **{k: fixed[k] for k in MODEL_KNOBS}}
         measured = tuner._measured(space)
         assert measured[tuple(sorted(point.items()))] == FAILED  # known as rejected: never chosen, never retried
         if report.chosen[("mambalite_har6", space.name)] == bad[space.name]:
@@ -181,3 +184,18 @@ def test_cli_bad_input_is_one_error_line(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 1 and p.stderr.startswith("error:") and len(p.stderr.strip().splitlines()) == 1, \
             p.stderr
+
+
+def test_a_run_without_model_knobs_keeps_the_searched_ones(tmp_path):
+    """`--fusion layer --no-model-knobs` after a full run must not put the fixed rules' exp and
+    FMA back into the record the time-step kernels were tuned under."""
+    from mamba_tvm.tune.tuner import TuneReport
+
+    path = tmp_path / "xtensa-lx7.json"
+    searched = {"fma": False, "exp": "table128", "fminmax": False}
+    write_record(TuneReport("xtensa-lx7", "qemu/xtensa_lx7", searched, []), path)
+    fixed = {"fma": False, "exp": "poly6", "fminmax": False}
+    record = write_record(TuneReport("xtensa-lx7", "qemu/xtensa_lx7", fixed, [], form="layer/fp32"), path,
+                          model_knobs_searched=False)
+    assert record["model_knobs"] == searched
+    assert write_record(TuneReport("xtensa-lx7", "qemu/xtensa_lx7", fixed, []), path)["model_knobs"] == fixed

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                           model_knobs=not args.no_model_knobs)
             report = tuner.run()
         path = tuner.record_path
-        write_record(report, path)
+        write_record(report, path, model_knobs_searched=not args.no_model_knobs)
         print(format_table(report))
         print(f"wrote {path} ({report.new_trials} new measurements; database {tuner.db_dir})")
         return 0

@@ -76,7 +76,7 @@ KERNEL_RULES = (
     Rule("ScheduleScan", _has_state_loop,
          {"scan_unroll": (1, 2, 4, 8, 16), "scan_hoist": (True, False), "scan_base2": (True, False)}),
 )
-MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "libm")}
+MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "libm"), "fminmax": (False, True)}
 
 
 def kernel_knobs(func: tirx.PrimFunc) -> dict:

@@ -428,9 +428,10 @@ def _kernel_part(point: dict, space: KernelSpace) -> dict:
     return {k: v for k, v in point.items() if k not in MODEL_KNOBS}
 
 
-def write_record(report: TuneReport, path: Path, note: str = "") -> dict:
+def write_record(report: TuneReport, path: Path, note: str = "", model_knobs_searched: bool = True) -> dict:
     """schedules/<core>.json: the chosen knobs per kernel signature and shape, merged with the
-    entries already there for other kernels (other models, other shapes)."""
+    entries already there for other kernels (other models, other shapes). A run that kept the
+    fixed model knobs (--no-model-knobs) leaves the record's searched ones as they are."""
     import tvm
 
     from schedules import RULES_VERSION
@@ -468,7 +469,8 @@ def write_record(report: TuneReport, path: Path, note: str = "") -> dict:
         "unit": "instructions (per kernel, summed over its calls; QEMU)",
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": note or old.get("note", ""),
-        "model_knobs": report.model_knobs,
+        "model_knobs": (report.model_knobs if model_knobs_searched or "model_knobs" not in old
+                        else old["model_knobs"]),
         "models": models,
         "kernels": sorted(entries.values(), key=lambda e: (e.get("model", ""), e["kernel"])),
     }
