@@ -77,9 +77,27 @@ def _(x, conv_state, weight, bias):
     return torch.empty_like(x), torch.empty_like(conv_state)
 
 
+def _step_macro(hist: int):
+    """One channel of one step: the taps over the window and x, the window shifted in place,
+    SiLU of the sum written to `out` (u, or x itself: x[d] is read before it is written)."""
+
+    @T.macro
+    def channel_step(x, conv_state, weight, bias, out, acc, b, d):
+        acc[0] = bias[d] + weight[d, hist] * x[b, d]
+        for k in T.unroll(hist):  # d_conv - 1 taps
+            acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
+        for k in T.unroll(hist - 1):
+            conv_state[b, d, k] = conv_state[b, d, k + 1]
+        conv_state[b, d, hist - 1] = x[b, d]
+        out[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+
+    return channel_step
+
+
 def make_step_primfunc(batch: int, channels: int, kernel: int, dtype: str = "float32"):
     """TIR: reads the window, then shifts it in place (per channel, so in-place is safe)."""
     hist = kernel - 1
+    channel_step = _step_macro(hist)
 
     @T.prim_func(private=True, s_tir=True)
     def causal_conv1d_silu_step(x: T.Buffer((batch, channels), dtype),
@@ -89,21 +107,16 @@ def make_step_primfunc(batch: int, channels: int, kernel: int, dtype: str = "flo
                                 u: T.Buffer((batch, channels), dtype)):
         acc = T.alloc_buffer((1,), dtype)
         for b, d in T.grid(batch, channels):
-            acc[0] = bias[d] + weight[d, hist] * x[b, d]
-            for k in T.unroll(hist):  # d_conv - 1 taps
-                acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
-            for k in T.unroll(hist - 1):
-                conv_state[b, d, k] = conv_state[b, d, k + 1]
-            conv_state[b, d, hist - 1] = x[b, d]
-            u[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+            channel_step(x, conv_state, weight, bias, u, acc, b, d)
 
     return causal_conv1d_silu_step
 
 
 def make_step_primfunc_over_x(batch: int, channels: int, kernel: int, dtype: str = "float32"):
     """The step kernel writing u over x (call_tir_inplace on x, which nothing reads after the
-    conv): per channel x[d] is read (taps, window shift) before u[d] is written."""
+    conv)."""
     hist = kernel - 1
+    channel_step = _step_macro(hist)
 
     @T.prim_func(private=True, s_tir=True)
     def causal_conv1d_silu_step(x: T.Buffer((batch, channels), dtype),
@@ -112,13 +125,7 @@ def make_step_primfunc_over_x(batch: int, channels: int, kernel: int, dtype: str
                                 bias: T.Buffer((channels,), dtype)):
         acc = T.alloc_buffer((1,), dtype)
         for b, d in T.grid(batch, channels):
-            acc[0] = bias[d] + weight[d, hist] * x[b, d]
-            for k in T.unroll(hist):
-                acc[0] = acc[0] + weight[d, k] * conv_state[b, d, k]
-            for k in T.unroll(hist - 1):
-                conv_state[b, d, k] = conv_state[b, d, k + 1]
-            conv_state[b, d, hist - 1] = x[b, d]
-            x[b, d] = acc[0] / (T.float32(1) + T.exp(T.float32(0) - acc[0]))
+            channel_step(x, conv_state, weight, bias, x, acc, b, d)
 
     return causal_conv1d_silu_step
 

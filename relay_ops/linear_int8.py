@@ -116,35 +116,35 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
         return (T.Cast("float32", T.Cast("int32", T.shift_right(acc[vm, vn], T.int64(32)))) * T.float32(4294967296.0)
                 + T.Cast("float32", T.Cast("uint32", acc[vm, vn])))
 
+    def to_float(acc, scale, xinv, bias, vm, vn):
+        """y[m, n]: the sum as float, scaled (scale of the weight row, 2^-s of x's row), + bias."""
+        y = as_float(acc, vm, vn) * (scale[vn] * xinv[vm])
+        return y if bias is None else y + bias[vn]
+
+    @T.macro
+    def integer_linear(x, w_q, scale, bias, y):
+        amax = T.sblock_alloc_buffer((rows,), "float32")
+        xscale = T.sblock_alloc_buffer((rows,), "float32")
+        xinv = T.sblock_alloc_buffer((rows,), "float32")
+        xq = T.sblock_alloc_buffer((rows, in_features), "int32")
+        acc = T.sblock_alloc_buffer((rows, out_features), "int64")
+        integer_matmul(x, w_q, amax, xscale, xinv, xq, acc)
+        for m, n in T.grid(rows, out_features):
+            with T.sblock("to_float"):
+                vm, vn = T.axis.remap("SS", [m, n])
+                y[vm, vn] = to_float(acc, scale, xinv, bias, vm, vn)
+
     if has_bias:
         @T.prim_func(private=True, s_tir=True)
         def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
                         scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
                         y: T.Buffer((rows, out_features), "float32")):
-            amax = T.sblock_alloc_buffer((rows,), "float32")
-            xscale = T.sblock_alloc_buffer((rows,), "float32")
-            xinv = T.sblock_alloc_buffer((rows,), "float32")
-            xq = T.sblock_alloc_buffer((rows, in_features), "int32")
-            acc = T.sblock_alloc_buffer((rows, out_features), "int64")
-            integer_matmul(x, w_q, amax, xscale, xinv, xq, acc)
-            for m, n in T.grid(rows, out_features):
-                with T.sblock("to_float"):
-                    vm, vn = T.axis.remap("SS", [m, n])
-                    y[vm, vn] = as_float(acc, vm, vn) * (scale[vn] * xinv[vm]) + bias[vn]
+            integer_linear(x, w_q, scale, bias, y)
     else:
         @T.prim_func(private=True, s_tir=True)
         def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
                         scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
-            amax = T.sblock_alloc_buffer((rows,), "float32")
-            xscale = T.sblock_alloc_buffer((rows,), "float32")
-            xinv = T.sblock_alloc_buffer((rows,), "float32")
-            xq = T.sblock_alloc_buffer((rows, in_features), "int32")
-            acc = T.sblock_alloc_buffer((rows, out_features), "int64")
-            integer_matmul(x, w_q, amax, xscale, xinv, xq, acc)
-            for m, n in T.grid(rows, out_features):
-                with T.sblock("to_float"):
-                    vm, vn = T.axis.remap("SS", [m, n])
-                    y[vm, vn] = as_float(acc, vm, vn) * (scale[vn] * xinv[vm])
+            integer_linear(x, w_q, scale, None, y)
     return linear_int8
 
 

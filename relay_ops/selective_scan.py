@@ -150,6 +150,16 @@ def _(u, x_dbl, dt_weight, dt_bias, A, D, z, ssm_state, A_scale):
     return torch.empty_like(u), torch.empty_like(ssm_state)
 
 
+def _a_float(A, A_scale, d, n):
+    """A[d, n] as float: widened in the loop with int8 A (no dequantized copy in RAM)."""
+    return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
+
+
+@T.macro
+def _silu_gate(z, y, b, d):
+    y[b, d] = y[b, d] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
+
+
 def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
     """TIR: the body of the sequential scan for one t; the state is updated in place.
 
@@ -168,21 +178,13 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             acc[0] = acc[0] + x_dbl[b, r] * dt_weight[d, r]
         y[b, d] = T.if_then_else(acc[0] > T.float32(20), acc[0], T.log1p(T.exp(acc[0])))
 
-    def a(A, A_scale, d, n):
-        """A[d, n] as float: widened in the loop with int8 A (no dequantized copy in RAM)."""
-        return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
-
     @T.macro
     def update(u, x_dbl, A, A_scale, D, h, y, acc, b, d):
         acc[0] = D[d] * u[b, d]
         for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
-            h[b, d, n] = T.exp(y[b, d] * a(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (y[b, d] * u[b, d])
+            h[b, d, n] = T.exp(y[b, d] * _a_float(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (y[b, d] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         y[b, d] = acc[0]
-
-    @T.macro
-    def gate(z, y, b, d):
-        y[b, d] = y[b, d] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
 
     if a_int8:
         @T.prim_func(private=True, s_tir=True)
@@ -202,7 +204,7 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             for b, d in T.grid(batch, d_inner):
                 update(u, x_dbl, A, A_scale, D, h, y, acc, b, d)
             for b, d in T.grid(batch, d_inner):
-                gate(z, y, b, d)
+                _silu_gate(z, y, b, d)
     else:
         @T.prim_func(private=True, s_tir=True)
         def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
@@ -220,7 +222,7 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             for b, d in T.grid(batch, d_inner):
                 update(u, x_dbl, A, None, D, h, y, acc, b, d)
             for b, d in T.grid(batch, d_inner):
-                gate(z, y, b, d)
+                _silu_gate(z, y, b, d)
 
     return selective_scan_step
 
@@ -233,9 +235,6 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
     b_off, c_off = dt_rank, dt_rank + d_state
     exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
 
-    def a(A, A_scale, d, n):
-        return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
-
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, h, dl, acc, b, d):
         dl[0] = dt_bias[d]
@@ -244,13 +243,9 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
         dl[0] = T.if_then_else(dl[0] > T.float32(20), dl[0], T.log1p(T.exp(dl[0])))
         acc[0] = D[d] * u[b, d]
         for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
-            h[b, d, n] = T.exp(dl[0] * a(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (dl[0] * u[b, d])
+            h[b, d, n] = T.exp(dl[0] * _a_float(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (dl[0] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         u[b, d] = acc[0]
-
-    @T.macro
-    def gate(z, y, b, d):
-        y[b, d] = y[b, d] * (z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d])))
 
     if a_int8:
         @T.prim_func(private=True, s_tir=True)
@@ -268,7 +263,7 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
             for b, d in T.grid(batch, d_inner):
                 channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, h, dl, acc, b, d)
             for b, d in T.grid(batch, d_inner):
-                gate(z, u, b, d)
+                _silu_gate(z, u, b, d)
     else:
         @T.prim_func(private=True, s_tir=True)
         def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
@@ -284,7 +279,7 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
             for b, d in T.grid(batch, d_inner):
                 channel(u, x_dbl, dt_weight, dt_bias, A, None, D, h, dl, acc, b, d)
             for b, d in T.grid(batch, d_inner):
-                gate(z, u, b, d)
+                _silu_gate(z, u, b, d)
 
     return selective_scan_step
 
