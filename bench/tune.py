@@ -36,6 +36,7 @@ from mamba_tvm.frontend.model import load_model  # noqa: E402
 from mamba_tvm.frontend.reference import reference_logits  # noqa: E402
 from mamba_tvm.pipeline import mcu_pipeline  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
+from mamba_tvm.tune.tuner import PARITY_REL  # noqa: E402  (the bound the tuner and the tests hold)
 from schedules import load_schedule, load_tuned  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
@@ -57,7 +58,7 @@ def measure(model, core: str, record_core: str | None, work: Path, reference: np
     write_baremetal_project(work, [f"model/{f}" for f in compiled.c_files], x, list(board.cflags), core)
     run = run_elf(build_elf(work))
     err = float(np.max(np.abs(run.logits.astype(np.float64) - reference)))
-    bound = 1e-5 * max(1.0, float(np.max(np.abs(reference))))
+    bound = PARITY_REL * max(1.0, float(np.max(np.abs(reference))))
     tuned_kernels = sorted(n for n, d in decisions.items() if d["schedule"] == "tuned" and n in compiled.kernels)
     return {"instructions": int(run.instructions), "max_abs_err": err, "bound": bound, "parity": err <= bound,
             "argmax": int(np.argmax(run.logits)) == int(np.argmax(reference)), "tuned_kernels": tuned_kernels}

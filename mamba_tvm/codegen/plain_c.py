@@ -126,16 +126,13 @@ def _bind_min_max_loads(stmt):
     return tirx.SeqStmt(binds + [tirx.Bind(stmt.var, value)])
 
 
-@tvm.transform.module_pass(opt_level=0, name="BindMinMaxLoads")
-def BindMinMaxLoads(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+@tirx.transform.prim_func_pass(opt_level=0, name="BindMinMaxLoads")
+def BindMinMaxLoads(func: tirx.PrimFunc, _mod, _ctx) -> tirx.PrimFunc:
     """CodeGenC prints min/max through its SSA table, keyed by the operand's printed text and
     kept for the whole scope: after `acc[i] = max(acc[i], x0)` an unrolled `max(acc[i], x1)`
     reuses the value read before the store (a wrong max pooling). Reading each memory operand
     into its own variable first makes the printed text unique."""
-    for gv, func in list(mod.functions.items()):
-        if isinstance(func, tirx.PrimFunc):
-            mod[gv] = tvm_ffi.structural_map(func, ((tirx.BufferStore, tirx.Bind), _bind_min_max_loads))
-    return mod
+    return tvm_ffi.structural_map(func, ((tirx.BufferStore, tirx.Bind), _bind_min_max_loads))
 
 
 def _bind_target(mod: tvm.IRModule) -> tvm.IRModule:

@@ -54,12 +54,8 @@ def contract_fma(func: tirx.PrimFunc) -> tirx.PrimFunc:
 
 
 def ContractFMA(enabled: bool = True) -> tvm.transform.Pass:
-    @tvm.transform.module_pass(opt_level=0, name="ContractFMA")
-    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        if not enabled:
-            return mod
-        for gv, func in [(gv, contract_fma(f)) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]:
-            mod[gv] = func
-        return mod
+    @tirx.transform.prim_func_pass(opt_level=0, name="ContractFMA")
+    def _pass(func: tirx.PrimFunc, _mod, _ctx) -> tirx.PrimFunc:
+        return contract_fma(func) if enabled else func
 
     return _pass

@@ -29,12 +29,8 @@ def float_min_max(func: tirx.PrimFunc) -> tirx.PrimFunc:
 
 
 def FloatMinMax(enabled: bool = True) -> tvm.transform.Pass:
-    @tvm.transform.module_pass(opt_level=0, name="FloatMinMax")
-    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        if not enabled:
-            return mod
-        for gv, func in [(gv, float_min_max(f)) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]:
-            mod[gv] = func
-        return mod
+    @tirx.transform.prim_func_pass(opt_level=0, name="FloatMinMax")
+    def _pass(func: tirx.PrimFunc, _mod, _ctx) -> tirx.PrimFunc:
+        return float_min_max(func) if enabled else func
 
     return _pass
