@@ -41,8 +41,11 @@ class CompiledModel:
 
     @property
     def state_bytes(self) -> int:
-        """The state struct: its tensors plus the int32 step counter (stepwise programs)."""
-        return self.program.state_bytes + (4 if "step" in self.programs else 0)
+        """The state struct: its tensors plus the int32 step counter (stepwise programs), padded
+        to a multiple of 8 (its first member is 8-byte aligned: codegen/aot.py ALIGN8)."""
+        if "step" not in self.programs:
+            return self.program.state_bytes
+        return -(-(self.program.state_bytes + 4) // 8) * 8
 
     @property
     def kernels(self) -> dict:

@@ -9,7 +9,7 @@ from tvm import relax
 from .passes import (BlockMatvec, ContractFMA, FloatMinMax, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
                      SelectInt8Matvec, UnrollReductions)
 from .passes.canonicalize import CanonicalizeImport
-from .passes.fast_math import table_size
+from .passes.fast_math import LINEAR_TABLE, table_size
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
 from .passes.name_kernels import NameKernelsAfterLayers
@@ -18,6 +18,7 @@ from .passes.sink_bindings import SinkBindings
 from .passes.split_time_step import SplitTimeStep
 from .passes.kernel_schedules import ApplyKernelSchedules
 from .passes.kernel_workspace import DEFAULT_STACK_LIMIT
+from .passes.pair_accesses import MarkPairableParams
 
 
 def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = True, fold: bool = True) -> list:
@@ -49,7 +50,8 @@ def graph_passes() -> list:
 def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool = True, unroll: int = 4,
                   exp: str = "poly6", fma: bool = False, matvec_block: int = 8, scan_unroll: int = 1,
                   scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
-                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1, fminmax: bool = False) -> list:
+                  matvec_block_int64: int = 4, matvec_unroll_int64: int = 1, fminmax: bool = False,
+                  pair_loads: bool = False) -> list:
     """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
     matrix-vector products register-blocked with their weights laid out for
     the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
@@ -59,12 +61,14 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
     where proven in range, multiply-adds fused (fma=False: mul+add), float min/max as
     fminf/fmaxf (fminmax=True: one VMINNM/VMAXNM on FPv5), nothing large left on the
     C stack."""
+    if table_size(exp) >= LINEAR_TABLE and not fma:
+        raise ValueError(f"exp='{exp}' needs fma=True (its Cody-Waite product is exact only when fused)")
     return ([SelectInt8Matvec(int8_matvec)]
             + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
             + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
             + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2, table_size(exp)), ContractFMA(fma),
                FloatMinMax(fminmax),
-               HoistKernelTemporaries(stack_limit)])
+               HoistKernelTemporaries(stack_limit), MarkPairableParams(pair_loads)])
 
 
 def call_passes() -> list:

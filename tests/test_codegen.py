@@ -81,7 +81,8 @@ def test_memory_floor_kws10(built):
         assert total <= limit, (mode, c.arena_bytes, c.state_bytes)
         spec = b.spec
         # the step counter, the pooled scan output (out_proj runs after the mean), conv window, scan state
-        assert c.state_bytes == 4 * (1 + spec.d_inner + spec.d_inner * (spec.d_conv - 1 + spec.d_state))
+        floats = 1 + spec.d_inner + spec.d_inner * (spec.d_conv - 1 + spec.d_state)  # + the step counter
+        assert c.state_bytes == -(-4 * floats // 8) * 8  # the struct is 8-byte aligned
         for p in c.programs.values():
             assert all(100 not in t.shape for t in p.tensors.values() if t.kind != "const")
 

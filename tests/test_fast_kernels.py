@@ -113,18 +113,22 @@ def test_random_shapes_with_m7_record(built, name, tmp_path):
         assert_parity(run_many(build_host_runner(tmp_path / fusion, compiled.c_files), xs), ref, f"{name} {fusion}")
 
 
-@pytest.mark.parametrize("exp", ["poly6", "table128"])
+@pytest.mark.parametrize("exp", ["poly6", "table128", "table1024"])
 def test_fast_math_helpers_accuracy(exp):
     """Every 4,099th float32 of each range the model feeds the helpers (the full sweep is
     tools/fast_math_accuracy.py, its figures in docs/fast-math.md): near 1 ulp and unbiased,
-    for the degree-6 polynomial and for the 128-entry table with its degree-2 polynomial."""
+    for the degree-6 polynomial, the 128-entry table with its degree-2 polynomial and the
+    1024-entry table with its centered linear form (FMA only: kernel_passes refuses it without)."""
     from tools.fast_math_accuracy import measure
 
-    for fma in (True, False):
+    for fma in (True, False) if exp != "table1024" else (True,):
         r = measure(stride=4099, fma=fma, exp=exp)
         if exp == "poly6":
             assert r["fast_exp"]["max_ulp"] <= (1.05 if fma else 1.3), r["fast_exp"]  # full sweep: 1.02 / see docs
             assert r["fast_exp2_in_range"]["max_ulp"] <= (1.25 if fma else 1.6), r["fast_exp2_in_range"]
+        elif exp == "table1024":  # linear: the fit's 3.8e-8 plus the table's rounding
+            assert r["fast_exp"]["max_ulp"] <= 1.6, r["fast_exp"]
+            assert r["fast_exp2_in_range"]["max_ulp"] <= 1.6, r["fast_exp2_in_range"]
         else:  # the table entries are rounded to float32: up to half an ulp more
             assert r["fast_exp"]["max_ulp"] <= 1.25, r["fast_exp"]
             assert r["fast_exp2_in_range"]["max_ulp"] <= 1.35, r["fast_exp2_in_range"]
@@ -139,7 +143,8 @@ def test_fast_math_helpers_accuracy(exp):
 
 def test_exp_table_is_exact():
     """Each table word plus the shifter's bits shifted left gives 2^k * 2^(j/N) exactly: the
-    float32 nearest 2^(j/N) times a power of two, over the whole k range the clamps allow."""
+    float32 nearest 2^(j/N) (times the linear form's centering, N = 1024) times a power of
+    two, over the whole k range the clamps allow."""
     from mamba_tvm.passes import fast_math as fm
 
     for n in fm.TABLE_SIZES:
@@ -150,7 +155,8 @@ def test_exp_table_is_exact():
             bits = int(kd.view(np.uint32))
             got = np.uint32((words[bits & (n - 1)] + (bits << shift)) & 0xFFFFFFFF).view(np.float32)
             k, j = m // n, m % n
-            assert got == np.float32(np.ldexp(np.float64(np.float32(2.0 ** (j / n))), k)), (n, m)
+            centering = fm._linear_centering(n) if fm._table_degree(n) == 1 else 1.0
+            assert got == np.float32(np.ldexp(np.float64(np.float32(2.0 ** (j / n) * centering)), k)), (n, m)
 
 
 def test_no_libm_in_the_hot_path(built, built_m7):
@@ -159,8 +165,9 @@ def test_no_libm_in_the_hot_path(built, built_m7):
     src = built("kws10").compiled.sources["model_kernels.c"]
     assert not re.search(r"\b(expf|logf|log1pf|exp|log)\s*\(", src)
     assert src.count("static inline float tvmgen_default_fast_exp(float x) {") == 1
-    m7 = built_m7("kws10")[1].sources["model_kernels.c"]  # exp="table128": one table for every helper
-    assert m7.count("static const uint32_t mamba_exp2_table128_bits[128] = {") == 1
+    m7 = built_m7("kws10")[1].sources["model_kernels.c"]  # exp="tableN": one table for every helper
+    n = int(M7["exp"][5:])
+    assert m7.count(f"static const uint32_t mamba_exp2_table{n}_bits[{n}] = {{") == 1
     assert "expf(" not in m7 and "fmaxf(" in m7
     for kernel in ("conv_step", "scan_step"):
         assert "tvmgen_default_fast_exp" in _kernel(src, kernel)

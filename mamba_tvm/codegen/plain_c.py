@@ -16,6 +16,7 @@ from tvm import ir, s_tir, tirx
 from ..errors import CompileError
 
 from ..passes.make_plain_c_api import MakePlainCAPI
+from ..passes.pair_accesses import PairAdjacentAccesses
 from ..passes.select_constants import HELPER_PREFIX, SelectFloatConstantsFromTable
 
 TARGET = "c"
@@ -86,6 +87,7 @@ def plain_c_pipeline() -> tvm.transform.Pass:
         tirx.transform.StmtSimplify(),
         tirx.transform.RemoveNoOp(),
         s_tir.transform.RewriteUnsafeSelect(),
+        PairAdjacentAccesses,  # before CSE names the indices it compares
         tirx.transform.CommonSubexprElim(),
         tirx.transform.VerifyMemory(),
         MakePlainCAPI,
@@ -188,7 +190,8 @@ def emit_kernels_c(mod: tvm.IRModule, helpers: dict[str, tirx.PrimFunc] | None =
 #: C library math functions CodeGenC declares (math.h has them): their prototypes are dropped
 _LIBM = ("exp|exp2|expm1|log|log2|log10|log1p|pow|sqrt|rsqrt|tanh|sinh|cosh|tan|sin|cos|asin|acos|atan|atan2|"
          "erf|fabs|fmax|fmin|fma|floor|ceil|round|trunc|fmod")
-_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+|mamba_exp2_table\d+)\(")
+_LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+|mamba_exp2_table\d+|"
+                         r"mamba_load_pair|mamba_store_pair|mamba_pair_lo|mamba_pair_hi)\(")
 _EXP2_TABLE = re.compile(r"mamba_exp2_table(\d+)\(")
 _SELECT_HELPER = re.compile(HELPER_PREFIX + r"([0-9a-f]{8})_([0-9a-f]{8})\(")
 #: TVM's CodeGenC prints reinterpret as `(*(T *)(&(v)))`, which breaks C's aliasing rules (GCC
@@ -226,7 +229,35 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
     text = re.sub(r"(?<![\w.])nanf\b", "NAN", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return constant_select_helpers(text) + exp2_tables(text) + text + "\n"
+    return constant_select_helpers(text) + exp2_tables(text) + pair_helpers(text) + text + "\n"
+
+
+PAIR_HELPERS = """/* Two adjacent floats in one 64-bit load (VLDR.64 on the Cortex-M7), made by
+ * passes/pair_accesses.py only at even offsets of tensors the build aligns to 8 bytes. GCC and
+ * Clang read them through a may_alias type; other compilers through memcpy. */
+typedef union { double bits; float f[2]; } mamba_float_pair;
+#if defined(__GNUC__)
+typedef double __attribute__((may_alias)) mamba_pair_word;
+static inline double mamba_load_pair(const float* p) { return *(const mamba_pair_word*)p; }
+#else
+#include <string.h>
+static inline double mamba_load_pair(const float* p) { double d; memcpy(&d, p, sizeof d); return d; }
+#endif
+/* Stored as two floats: GCC seldom has the two values in one register pair, and moving
+ * them there costs more than the second store. */
+static inline void mamba_store_pair(float* p, float lo, float hi) {
+  p[0] = lo;
+  p[1] = hi;
+}
+static inline float mamba_pair_lo(double d) { mamba_float_pair v; v.bits = d; return v.f[0]; }
+static inline float mamba_pair_hi(double d) { mamba_float_pair v; v.bits = d; return v.f[1]; }
+
+"""
+
+
+def pair_helpers(text: str) -> str:
+    """The pair-access helpers, if the kernels call them (passes/pair_accesses.py)."""
+    return PAIR_HELPERS if "mamba_load_pair(" in text or "mamba_store_pair(" in text else ""
 
 
 def constant_select_helpers(text: str) -> str:
@@ -254,8 +285,9 @@ def exp2_tables(text: str) -> str:
     for n in sorted({int(m) for m in _EXP2_TABLE.findall(text)}):
         words = table_bits(n)
         rows = [", ".join(f"0x{w:08x}u" for w in words[i:i + 6]) for i in range(0, n, 6)]
-        out += [f"/* 2^(j/{n}) as float bits, less j << {23 - n.bit_length() + 1}: adding the exp argument's shifter",
-                f" * bits shifted left by that much gives 2^k * 2^(j/{n}) (passes/fast_math.py). */",
+        centered = " times 1 - h^2/6 (centers the linear form's error)," if n >= 1024 else ""
+        out += [f"/* 2^(j/{n}) as float bits,{centered} less j << {23 - n.bit_length() + 1}: adding the exp argument's",
+                f" * shifter bits shifted left by that much gives 2^k * 2^(j/{n}) (passes/fast_math.py). */",
                 f"static const uint32_t mamba_exp2_table{n}_bits[{n}] = {{", *(f"  {r}," for r in rows), "};",
                 f"static inline uint32_t mamba_exp2_table{n}(uint32_t j) {{ return mamba_exp2_table{n}_bits[j]; }}"]
     return "\n".join(out) + "\n\n" if out else ""

@@ -76,7 +76,14 @@ KERNEL_RULES = (
     Rule("ScheduleScan", _has_state_loop,
          {"scan_unroll": (1, 2, 4, 8, 16), "scan_hoist": (True, False), "scan_base2": (True, False)}),
 )
-MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "libm"), "fminmax": (False, True)}
+MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "table1024", "libm"), "fminmax": (False, True)}
+
+
+def valid_model_point(point: dict) -> bool:
+    """The linear-table exp needs FMA (pipeline.kernel_passes refuses it without)."""
+    from ..passes.fast_math import LINEAR_TABLE, table_size
+
+    return not (table_size(point["exp"]) >= LINEAR_TABLE and not point["fma"])
 
 
 def kernel_knobs(func: tirx.PrimFunc) -> dict:

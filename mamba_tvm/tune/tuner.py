@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .measure import Job, Result, measure
-from .space import MODEL_KNOBS, kernel_knobs, point_trace, points, trace_point
+from .space import MODEL_KNOBS, kernel_knobs, valid_model_point, point_trace, points, trace_point
 
 FAILED = 1e10  # MetaSchedule's run time for a failed measurement
 PARITY_REL = 1e-5
@@ -307,8 +307,8 @@ class Tuner:
                                    kernel_spaces(model, x.shape[1], self.fusion, self.weights, self.base)))
         self._tasks = tasks
         base_point = {k: self.base[k] for k in MODEL_KNOBS}
-        model_points = points({k: _with_default(v, self.base[k]) for k, v in MODEL_KNOBS.items()}) \
-            if self.search_model_knobs else [base_point]
+        model_points = [p for p in points({k: _with_default(v, self.base[k]) for k, v in MODEL_KNOBS.items()})
+                        if valid_model_point(p)] if self.search_model_knobs else [base_point]
 
         # 1. model-level knobs: measured unless the database has every kernel at that point
         self.model_point = base_point
