@@ -13,9 +13,9 @@ from schedules import DEFAULT, load_schedule
 
 def test_records_per_core():
     m7, lx7 = load_schedule("cortex-m7"), load_schedule("xtensa-lx7")
-    assert m7["matvec_block"] > 1 and m7["fma"] and m7["exp"] == "table128" and m7["fminmax"]
-    # LLVM 22 calls fmaf on Xtensa; the LX7 has no libm (no fmaxf either)
-    assert not lx7["fma"] and lx7["exp"] == "poly6" and not lx7["fminmax"]
+    assert m7["matvec_block"] > 1 and m7["fma"] and m7["exp"] == "table1024" and m7["fminmax"] and m7["pair_loads"]
+    # LLVM 22 calls fmaf on Xtensa; the LX7 has no libm (no fmaxf either), no 64-bit FP load
+    assert not lx7["fma"] and lx7["exp"] == "poly6" and not lx7["fminmax"] and not lx7["pair_loads"]
     assert load_schedule("no-such-core") == DEFAULT
 
 
