@@ -324,8 +324,34 @@ class _Helpers:
         return ir.expr.Call(self.gvs[name], [arg], ret_ty=F32)
 
 
+#: softplus's linear threshold (torch: x above 20 is returned as is) may go where it changes
+#: nothing in float32: for x >= 17, log1p(e^-x) < 4.2e-8 is below half an ulp of x
+SOFTPLUS_EXACT_ABOVE = 17.0
+
+
+def _thresholded_softplus(call):
+    """x of `if_then_else(x > c, x, log1p(exp(x)))` with c >= SOFTPLUS_EXACT_ABOVE, else None."""
+    if not _is_op(call, "prim.if_then_else"):
+        return None
+    cond, then, other = call.args
+    if not (_is_op(other, "tirx.log1p") and _is_op(other.args[0], "tirx.exp")):
+        return None
+    x = other.args[0].args[0]
+    if isinstance(cond, ir.prim.expr.GT) and isinstance(cond.b, ir.prim.expr.FloatImm):
+        a, c = cond.a, cond.b.value
+    elif isinstance(cond, ir.prim.expr.LT) and isinstance(cond.a, ir.prim.expr.FloatImm):
+        a, c = cond.b, cond.a.value
+    else:
+        return None
+    same = tvm_ffi.structural_equal(a, x) and tvm_ffi.structural_equal(then, x)
+    return x if same and c >= SOFTPLUS_EXACT_ABOVE else None
+
+
 def lower_fast_math(func: tirx.PrimFunc, helpers: _Helpers, table: int = 0) -> tirx.PrimFunc:
     def on_call(call):
+        thresholded = _thresholded_softplus(call)
+        if thresholded is not None:  # fast_softplus(x) is x there already: no branch
+            return helpers.call("fast_softplus", lambda: fast_softplus(table), thresholded)
         if _is_op(call, "tirx.log1p") and _is_op(call.args[0], "tirx.exp"):
             return helpers.call("fast_softplus", lambda: fast_softplus(table), call.args[0].args[0])
         if _is_op(call, "tirx.exp") and _dtype(call) == F32:
