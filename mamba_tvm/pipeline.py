@@ -9,7 +9,7 @@ from tvm import relax
 from .passes import (BlockMatvec, ContractFMA, FloatMinMax, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
                      SelectInt8Matvec, UnrollReductions)
 from .passes.canonicalize import CanonicalizeImport
-from .passes.fast_math import LINEAR_TABLE, table_size
+from .passes.fast_math import LINEAR_TABLE, DivideByReciprocal, table_size
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
 from .passes.name_kernels import NameKernelsAfterLayers
@@ -51,7 +51,7 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
                   exp: str = "poly6", fma: bool = False, matvec_block: int = 8, scan_unroll: int = 1,
                   scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
                   matvec_block_int64: int = 4, matvec_unroll_int64: int = 1, fminmax: bool = False,
-                  pair_loads: bool = False) -> list:
+                  pair_loads: bool = False, divide: str = "hardware") -> list:
     """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
     matrix-vector products register-blocked with their weights laid out for
     the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
@@ -66,7 +66,7 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
     return ([SelectInt8Matvec(int8_matvec)]
             + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
             + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
-            + [LowerFastMath(exp), ScheduleScan(scan_unroll, scan_hoist, scan_base2, table_size(exp)), ContractFMA(fma),
+            + [LowerFastMath(exp), DivideByReciprocal(divide), ScheduleScan(scan_unroll, scan_hoist, scan_base2, table_size(exp)), ContractFMA(fma),
                FloatMinMax(fminmax),
                HoistKernelTemporaries(stack_limit), MarkPairableParams(pair_loads)])
 

@@ -12,7 +12,8 @@ from pathlib import Path
 SCHEDULE_DIR = Path(__file__).resolve().parent
 DEFAULT = {"unroll": 4, "stack_limit": 256, "matvec_block": 8, "exp": "poly6", "fma": True, "scan_unroll": 1,
            "scan_hoist": True, "scan_base2": True, "int8_matvec": "float", "matvec_block_int64": 4,
-           "matvec_unroll_int64": 1, "fminmax": False, "pair_loads": False}
+           "matvec_unroll_int64": 1, "fminmax": False, "pair_loads": False,
+           "divide": "hardware"}
 
 
 def load_schedule(core: str) -> dict:

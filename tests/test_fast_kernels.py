@@ -134,6 +134,8 @@ def test_fast_math_helpers_accuracy(exp):
             assert r["fast_exp2_in_range"]["max_ulp"] <= 1.35, r["fast_exp2_in_range"]
         assert r["fast_softplus"]["max_rel"] <= 5e-7, r["fast_softplus"]
         assert r["sigmoid"]["max_rel"] <= 3e-7, r["sigmoid"]
+        rec = r["fast_reciprocal"]  # three Newton steps from a bit-trick seed
+        assert rec["max_ulp"] <= 2.5 and abs(rec["mean_ulp"]) <= 0.1, rec
         for name in ("fast_tanh", "fast_erf"):  # every float32 (odd: the positive half); full sweep <= 7 ulp
             assert r[name]["max_rel"] <= 5e-7 and r[name]["max_ulp"] <= 8, (name, r[name])
         for name in ("fast_exp", "fast_exp2_in_range"):
@@ -183,6 +185,8 @@ def test_generated_c_is_portable(built_m7, tmp_path):
     spec, m7, _, _ = built_m7("kws10", "int8")
     lx7 = compile_model(spec, spec.sample_input.shape[1], weights="int8", pipeline=mcu_pipeline(**LX7))
     assert "fmaf(" in m7.sources["model_kernels.c"] and "fmaf(" not in lx7.sources["model_kernels.c"]
+    # no float division for LLVM 22 to turn into a __divsf3 call: a * fast_reciprocal(b)
+    assert " / (" not in lx7.sources["model_kernels.c"] and "fast_reciprocal(" in lx7.sources["model_kernels.c"]
     compilers = {"gcc": ["gcc"], "clang": ["clang"],
                  "arm-none-eabi-gcc": ["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16",
                                        "-mfloat-abi=hard"],
@@ -199,6 +203,29 @@ def test_generated_c_is_portable(built_m7, tmp_path):
                 proc = subprocess.run([*cmd, "-O2", *STRICT_C99, "-I", str(out), "-c", str(out / f),
                                        "-o", str(tmp_path / f"{label}_{cc}_{f}.o")], capture_output=True, text=True)
                 assert proc.returncode == 0, (label, cc, proc.stderr)
+
+
+def test_reciprocal_keeps_sign_and_ieee_ends(tmp_path):
+    """fast_reciprocal on negative, zero, tiny and huge divisors: the sign of 1/b, within 2.5
+    ulp in range, NaN for 0 (never a finite wrong value), the documented clamp beyond 2^126."""
+    import ctypes
+
+    from mamba_tvm.codegen.plain_c import emit_helpers_c
+    from mamba_tvm.passes import fast_math as fm
+
+    src = emit_helpers_c({"fast_reciprocal": fm.fast_reciprocal()})
+    c = tmp_path / "r.c"
+    c.write_text("#include <stdint.h>\n" + src + "\nfloat recip(float b) { return fast_reciprocal(b); }\n")
+    lib = tmp_path / "r.so"
+    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
+    recip = ctypes.CDLL(str(lib)).recip
+    recip.argtypes, recip.restype = [ctypes.c_float], ctypes.c_float
+    for b in (-3.0, -1e-30, -7.5e20, 1.0, 3.0, 1e-37, 2.0e37):
+        want = np.float32(1.0 / np.float64(b))
+        got = np.float32(recip(b))
+        assert np.sign(got) == np.sign(want) and abs(got - want) <= 2.5 * np.spacing(abs(want)), (b, got, want)
+    assert np.isnan(recip(0.0)) and np.isnan(recip(-0.0))
+    assert 0 < recip(1e38) <= 2.0 ** -126
 
 
 def test_exact_float_literals():

@@ -31,6 +31,9 @@ CASES = [
     ("fast_softplus", "(x > 20 ? x : x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))", (-88.0, 3.0e38),
      "softplus(dt_proj), torch's threshold of 20 included (LowerFastMath drops the branch)"),
     ("sigmoid", "1.0 / (1.0 + exp(-x))", (-88.0, 88.0), "SiLU: x / (1 + fast_exp(-x))"),
+    # odd: the positive half; beyond 2^126 the helper clamps (documented)
+    ("fast_reciprocal", "1.0 / x", (1.1754943508222875e-38, 8.507059173023462e37),
+     "a / b as a * fast_reciprocal(b) where the compiler has no hardware divide (divide='newton')"),
     # odd functions: the harness measures the positive half (the helpers are exactly odd)
     ("fast_tanh", "tanh(x)", (-3.0e38, 3.0e38), "tanh and GELU(approximate='tanh') in the user's layers"),
     ("fast_erf", "erf(x)", (-3.0e38, 3.0e38), "GELU: x/2 (1 + erf(x/sqrt 2))"),
@@ -76,7 +79,8 @@ def helpers_c(fma: bool, exp: str = "poly6") -> str:
     makers = {"fast_exp": fm.fast_exp, "fast_exp_in_range": fm.fast_exp_in_range,
               "fast_exp2_in_range": fm.fast_exp2_in_range, "fast_softplus": fm.fast_softplus}
     helpers = {name: make(table) for name, make in makers.items()}
-    helpers.update(fast_tanh=fm.fast_tanh(), fast_erf=fm.fast_erf())  # no exp inside: no table
+    helpers.update(fast_tanh=fm.fast_tanh(), fast_erf=fm.fast_erf(),  # no exp inside: no table
+                   fast_reciprocal=fm.fast_reciprocal())
     return emit_helpers_c({name: (contract_fma(func) if fma else func) for name, func in helpers.items()})
 
 

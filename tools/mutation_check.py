@@ -67,6 +67,9 @@ FRONT = "mamba_tvm/nn.py"
 FAST = "mamba_tvm/passes/fast_math.py"
 MINMAX = "mamba_tvm/passes/float_minmax.py"
 LOWER = "mamba_tvm/passes/lower_mamba_ops.py"
+PAIR = "mamba_tvm/passes/pair_accesses.py"
+PLAIN_C = "mamba_tvm/codegen/plain_c.py"
+PAIR_MEANING = "tests/test_pair_accesses.py::test_pairing_keeps_the_kernels_meaning"
 M7_PARITY = "tests/test_fast_kernels.py::test_m7_kernels_match_float64_reference"
 AOT = "mamba_tvm/codegen/aot.py"
 PLAN = "mamba_tvm/plan.py"
@@ -156,12 +159,21 @@ MUTANTS = [
            ["tests/test_plan.py::test_consumable_args_spares_parameters_views_and_later_reads"],
            "the bundled graphs read nothing through a view after the step kernels: only the unit test sees it"),
     Mutant("exp table: entries 2 ulp low",
-           [(FAST, "int(np.float32(2.0 ** (j / n)).view(np.uint32))",
-             "int(np.float32(2.0 ** (j / n) * (1 - 2 ** -22)).view(np.uint32))")],
+           [(FAST, "np.float32(2.0 ** (j / n) * scale)", "np.float32(2.0 ** (j / n) * scale * (1 - 2 ** -22))")],
            ["tests/test_fast_kernels.py::test_exp_table_is_exact", M7_PARITY]),
     Mutant("exp table: polynomial one degree short",
-           [(FAST, "return 2 if n >= 64 else 3", "return 1 if n >= 64 else 2")],
+           [(FAST, "else 2 if n >= 64 else 3", "else 1 if n >= 64 else 2")],
            [M7_PARITY, "tests/test_fast_kernels.py::test_fast_math_helpers_accuracy"]),
+    Mutant("pair accesses: the two halves of a pair swapped",
+           [(PLAIN_C, "return v.f[0]; }", "return v.f[1]; }")],
+           [PAIR_MEANING, M7_PARITY]),
+    Mutant("pair accesses: an updated state entry read as its old value until the second update",
+           [(PAIR, "if k <= i and old:", "if k <= j and old:")],
+           [PAIR_MEANING, M7_PARITY]),
+    Mutant("reciprocal: two Newton steps instead of three",
+           [(FAST, "for i in range(1, 4):", "for i in range(1, 3):")],
+           ["tests/test_fast_kernels.py::test_reciprocal_keeps_sign_and_ieee_ends",
+            "tests/test_fast_kernels.py::test_fast_math_helpers_accuracy"]),
     Mutant("FloatMinMax: fminf and fmaxf swapped",
            [(MINMAX, 'name = "fmaxf" if isinstance(node, ir.prim.expr.Max) else "fminf"',
              'name = "fminf" if isinstance(node, ir.prim.expr.Max) else "fmaxf"')],

@@ -76,7 +76,8 @@ KERNEL_RULES = (
     Rule("ScheduleScan", _has_state_loop,
          {"scan_unroll": (1, 2, 4, 8, 16), "scan_hoist": (True, False), "scan_base2": (True, False)}),
 )
-MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "table1024", "libm"), "fminmax": (False, True)}
+MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "table1024", "libm"), "fminmax": (False, True),
+               "divide": ("hardware", "newton")}
 
 
 def valid_model_point(point: dict) -> bool:
