@@ -37,17 +37,31 @@ from mamba_tvm.frontend.reference import reference_logits  # noqa: E402
 from mamba_tvm.pipeline import mcu_pipeline  # noqa: E402
 from mamba_tvm.project.baremetal import build_elf, write_baremetal_project  # noqa: E402
 from mamba_tvm.tune.tuner import PARITY_REL  # noqa: E402  (the bound the tuner and the tests hold)
-from schedules import load_schedule, load_tuned  # noqa: E402
+from schedules import DEFAULT, load_schedule, load_tuned  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "mamba_tvm" / "data"
 TARGETS = {"cortex-m7": "qemu/mps2_an500", "xtensa-lx7": "qemu/xtensa_lx7"}
 
 
-def measure(model, core: str, record_core: str | None, work: Path, reference: np.ndarray) -> dict:
-    """One inference of `model` on `core`'s QEMU with the fixed rules (+ `record_core`'s record)."""
+#: what a core's compiler dictates (LLVM 22 for the LX7: no fmaf, no libm, a software divide):
+#: kept from its record when measuring the generic rules
+TOOLCHAIN_KNOBS = ("fma", "fminmax", "divide")
+
+
+def generic_rules(core: str) -> dict:
+    """The rules every core starts from (schedules.DEFAULT: what the records held when tuning
+    began), with the core's toolchain constraints."""
+    fixed = load_schedule(core)
+    return {**DEFAULT, **{k: fixed[k] for k in TOOLCHAIN_KNOBS}}
+
+
+def measure(model, core: str, record_core: str | None, work: Path, reference: np.ndarray,
+            generic: bool = False) -> dict:
+    """One inference of `model` on `core`'s QEMU with the fixed rules (+ `record_core`'s record),
+    or with the generic rules."""
     board = resolve_target(TARGETS[core])[1]
     x = model.sample_input
-    knobs, tuned, decisions = load_schedule(core), None, {}
+    knobs, tuned, decisions = (generic_rules(core) if generic else load_schedule(core)), None, {}
     if record_core is not None:
         # the model-level knobs stay this core's: the M7's FMA does not build for the LX7 (LLVM 22
         # calls a library fmaf the LX7 lacks), so "cross" is the cost of the per-kernel choices
@@ -72,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-cross", action="store_true", help="skip the other core's record")
     args = p.parse_args(argv)
     summary: dict = {}
-    head = (f"{'model':<6} {'core':<11} {'default':>12} {'tuned':>12} {'ratio':>6} {'cross':>12} "
+    head = (f"{'model':<6} {'core':<11} {'generic':>12} {'default':>12} {'tuned':>12} {'ratio':>6} {'g/t':>6} {'cross':>12} "
             f"{'cross/tuned':>11} {'|err| tuned':>11} {'bound':>8} parity")
     print(head)
     print("-" * len(head))
@@ -85,23 +99,27 @@ def main(argv=None) -> int:
                 runs = {label: measure(model, core, rc, Path(tmp) / f"{name}_{core}_{label}", reference)
                         for label, rc in (("default", None), ("tuned", core))
                         + ((("cross", other),) if not args.no_cross else ())}
+                runs["generic"] = measure(model, core, None, Path(tmp) / f"{name}_{core}_generic", reference, True)
                 d, t = runs["default"]["instructions"], runs["tuned"]["instructions"]
+                g = runs["generic"]["instructions"]
                 c = runs.get("cross", {}).get("instructions")
                 ok = all(r["parity"] and r["argmax"] for r in runs.values())
                 summary.setdefault(name, {})[core] = {
-                    "default": d, "tuned": t, "ratio": round(d / t, 4),
+                    "default": d, "tuned": t, "ratio": round(d / t, 4), "generic": g,
+                    "ratio_generic": round(g / t, 4),
                     **({"cross": c, "cross_record": other} if c else {}),
                     "max_abs_err": runs["tuned"]["max_abs_err"], "parity": ok,
                     "tuned_kernels": runs["tuned"]["tuned_kernels"]}
                 cross = f"{c:>12,}" if c else f"{'-':>12}"
                 cross_ratio = f"{c / t:>11.3f}" if c else f"{'-':>11}"
-                print(f"{name:<6} {core:<11} {d:>12,} {t:>12,} {d / t:>6.3f} {cross} {cross_ratio} "
+                print(f"{name:<6} {core:<11} {g:>12,} {d:>12,} {t:>12,} {d / t:>6.3f} {g / t:>6.3f} {cross} {cross_ratio} "
                       f"{runs['tuned']['max_abs_err']:>11.2e} {runs['tuned']['bound']:>8.1e} "
                       f"{'ok' if ok else 'FAIL'}", flush=True)
     print("\ninstructions: one whole inference on QEMU (mps2-an500 -icount; the LX7's ICOUNT). default = the fixed\n"
           "rules (schedules/<core>.toml), tuned = + schedules/<core>.json, cross = + the other core's .json;\n"
-          "ratio = default / tuned. parity: every variant within 1e-5 * max(1, max|ref|) of the float64\n"
-          "reference with the same argmax.")
+          "ratio = default / tuned; generic = the rules every core starts from (schedules.DEFAULT, the\n"
+          "core's fma/fminmax/divide), g/t = generic / tuned. parity: every variant within\n"
+          "1e-5 * max(1, max|ref|) of the float64 reference with the same argmax.")
     print(json.dumps(summary))
     return 0
 

@@ -179,7 +179,8 @@ def test_candidates_are_measured_through_the_tracker(record_dir, tmp_path, track
 
 
 def test_cli_bad_input_is_one_error_line(tmp_path):
-    for args in (["--target", "qemu/nope"], ["--tracker", "nohostport"], ["--model", str(tmp_path / "x.npz")]):
+    for args in (["--target", "qemu/nope"], ["--tracker", "nohostport"], ["--model", str(tmp_path / "x.npz")],
+                 ["--port", "/dev/ttyACM0"], ["--target", "zephyr/nucleo_h743zi"]):
         p = subprocess.run([sys.executable, "-m", "mamba_tvm.tune", *args, "--db", str(tmp_path / "db")],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 1 and p.stderr.startswith("error:") and len(p.stderr.strip().splitlines()) == 1, \
@@ -199,3 +200,80 @@ def test_a_run_without_model_knobs_keeps_the_searched_ones(tmp_path):
                           model_knobs_searched=False)
     assert record["model_knobs"] == searched
     assert write_record(TuneReport("xtensa-lx7", "qemu/xtensa_lx7", fixed, []), path)["model_knobs"] == fixed
+
+
+FLASH_BOARD = '''
+"""A stand-in board for the tuner's serial runner: "flashing" stops the previous QEMU and
+boots the candidate's UART RPC firmware on a fixed TCP port, as a reflashed board comes back
+on its serial port. Counts its calls in a file."""
+import subprocess, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from mamba_tvm.device.qemu_rpc import rpc_qemu_command
+
+elf, port, state = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+pid = state / "qemu.pid"
+if pid.is_file():
+    subprocess.run(["kill", pid.read_text().strip()], check=False)
+    subprocess.run(["sh", "-c", "while kill -0 %s 2>/dev/null; do sleep 0.05; done" % pid.read_text().strip()])
+cmd = rpc_qemu_command(elf, "tcp:127.0.0.1:%s,server=on,wait=off,nodelay=on" % port)
+proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        start_new_session=True)
+pid.write_text(str(proc.pid))
+with open(state / "flashed.txt", "a") as f:
+    f.write(elf + "\\n")
+'''
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm (tools/setup.sh)")
+def test_a_board_on_a_serial_port_measures_the_candidates(record_dir, tmp_path):
+    """--port/--flash: every candidate is flashed by the user's command and measured over the
+    serial port (here a QEMU "board" behind a TCP socket, the URL form pyserial gives boards on
+    the network); the record says where and in what unit it was measured, and a build applies it."""
+    from mamba_tvm.tune.measure import BoardRunner
+
+    state = tmp_path / "board"
+    state.mkdir()
+    script = tmp_path / "flash_board.py"
+    script.write_text(FLASH_BOARD.format(root=str(Path(__file__).resolve().parents[1])))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runner = BoardRunner(f"socket://127.0.0.1:{port}", f"{sys.executable} {script} {{elf}} {port} {state}",
+                         timeout=60.0)
+    try:
+        tuner = Tuner(M7, [str(HAR6)], trials=2, workers=2, db_dir=tmp_path / "db", model_knobs=False, board=runner)
+        assert tuner.workers == 1  # one board: one candidate at a time
+        report = tuner.run()
+    finally:
+        pid = state / "qemu.pid"
+        if pid.is_file():
+            subprocess.run(["kill", pid.read_text().strip()], check=False)
+    flashed = (state / "flashed.txt").read_text().split()
+    assert len(flashed) == len(tuner.results) >= 2 and all(f.endswith(".elf") for f in flashed)
+    assert all(r.where == runner.port and reason is None for _, _, r, reason in tuner.results)
+    record = write_record(report, tuner.record_path)
+    assert record["measured_on"] == f"{M7} on {runner.port}"
+    assert record["unit"].startswith("instructions")  # what this firmware's timer counts (a board: cycles)
+    compiled = _compile(record_dir)
+    entries = {e["kernel"] for e in record["kernels"]}
+    assert entries and {k: compiled.schedule[k] for k in entries} == {k: "tuned" for k in entries}
+
+
+
+def test_a_zephyr_board_gets_its_rpc_app_to_flash(tmp_path):
+    """On a zephyr/ target the flash command gets the candidate as a generated Zephyr RPC app
+    ({app}: built and flashed by the user's west command), checked structurally here; a flash
+    command that fails rejects the candidate with its exit code, never a count."""
+    from mamba_tvm.tune.measure import BoardRunner, Job, build_candidate, measure
+
+    model = load_model(HAR6)
+    knobs = schedules.load_schedule("cortex-m7")
+    runner = BoardRunner("/dev/null-board", "test -f {app}/CMakeLists.txt && exit 7")
+    job = Job(0, str(HAR6), "zephyr/nucleo_h743zi", knobs, {}, model.sample_input, board=runner)
+    app, compiled, _ = build_candidate(job, tmp_path)
+    assert (app / "CMakeLists.txt").is_file() and (app / "prj.conf").is_file()
+    assert (app / "rpc" / "transport_zephyr_uart.c").is_file() and (app / "rpc" / "rpc_server.c").is_file()
+    assert "CONFIG_UART_CONSOLE=n" in (app / "prj.conf").read_text()  # the console UART is the RPC channel
+    result = measure(job)
+    assert not result.ok and result.error.startswith("run failed: DeviceError: flash command exited with 7")

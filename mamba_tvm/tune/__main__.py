@@ -1,4 +1,4 @@
-"""`python -m mamba_tvm.tune --target qemu/mps2_an500 [--model ...] [--trials N] [--tracker HOST:PORT]`
+"""`python -m mamba_tvm.tune --target qemu/mps2_an500 [--model ...] [--trials N] [--tracker HOST:PORT | --port P --flash CMD]`
 
 Tunes the schedule-rule knobs of every kernel of the model(s) on the target's emulated core
 and writes the core's record schedules/<core>.json, which every later build for a board with
@@ -27,6 +27,14 @@ def parse_args(argv=None):
     p.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker whose servers measure "
                                                    "(python -m mamba_tvm.tune.server)")
     p.add_argument("--key", default=None, help="tracker key of the servers (default: the core)")
+    p.add_argument("--port", default=None,
+                   help="serial port of a board that measures instead of QEMU (/dev/ttyACM0, socket://host:port); "
+                        "needs --flash")
+    p.add_argument("--flash", default=None,
+                   help="shell command that puts a candidate on the board: {app} is the Zephyr RPC app of a "
+                        "zephyr/ target (e.g. \"west build -p -b nucleo_h743zi {app} -d {app}/build && west flash "
+                        "-d {app}/build\"), {elf} the UART RPC firmware of a qemu/ target; {port} the port")
+    p.add_argument("--baud", type=positive_int, default=115200, help="baud rate for --port")
     p.add_argument("--db", type=Path, default=None, help="MetaSchedule database directory (default tune_db/<core>)")
     p.add_argument("--out", type=Path, default=None, help="record to write (default schedules/<core>.json)")
     p.add_argument("--weights", choices=("fp32", "int8"), default="fp32")
@@ -88,9 +96,19 @@ def main(argv=None) -> int:
         from .measure import default_workers
 
         platform, board = resolve_target(args.target)
-        if platform != "qemu" and not args.tracker:
-            raise MambaTVMError(f"'{args.target}' is real hardware: tune on its emulated core (qemu/...) or "
-                                "measure through --tracker")
+        if bool(args.port) != bool(args.flash):
+            raise MambaTVMError("--port and --flash go together: the board is flashed with each candidate, "
+                                "then measured over the port")
+        if args.port and args.tracker:
+            raise MambaTVMError("--port measures on one board here; --tracker on the tracker's servers: pick one")
+        if platform != "qemu" and not (args.tracker or args.port):
+            raise MambaTVMError(f"'{args.target}' is real hardware: tune on its emulated core (qemu/...), on the "
+                                "board with --port and --flash, or through --tracker")
+        runner = None
+        if args.port:
+            from .measure import BoardRunner
+
+            runner = BoardRunner(args.port, args.flash, args.baud)
         models = args.model or [DEFAULT_MODEL]
         for m in models:
             if not Path(m).is_file():
@@ -106,7 +124,7 @@ def main(argv=None) -> int:
             tuner = Tuner(args.target, [str(m) for m in models], args.trials,
                           args.workers or default_workers(), args.tracker, args.key, args.db, args.fusion,
                           args.weights, seed=args.seed, record_path=args.out, progress=callback,
-                          model_knobs=not args.no_model_knobs)
+                          model_knobs=not args.no_model_knobs, board=runner)
             report = tuner.run()
         path = tuner.record_path
         write_record(report, path, model_knobs_searched=not args.no_model_knobs)

@@ -12,6 +12,10 @@ float64 reference before any count is used.
 - run_local: the ELF on a local QEMU -> per-call counts and logits.
 - run_remote: the same through TVM's RPC tracker (tvm.rpc): a server started by
   `python -m mamba_tvm.tune.server` runs the ELF on its QEMU (server.py).
+- run_board: a board on a serial port: the user's flash command puts the candidate on it
+  (`{elf}`: the UART RPC firmware of a qemu/ target; `{app}`: the Zephyr RPC app of a zephyr/
+  target, which the command builds and flashes), then the RPC session measures it there in
+  the firmware's unit (cycles on a board's cycle counter).
 """
 from __future__ import annotations
 
@@ -44,6 +48,17 @@ class Job:
     tracker: str | None = None  # HOST:PORT
     key: str | None = None  # tracker key (default: the core)
     corrupt: dict = field(default_factory=dict)  # tests only: kernel name -> C text replacement
+    board: "BoardRunner | None" = None  # a board on a serial port measures instead of QEMU
+
+
+@dataclass
+class BoardRunner:
+    """A board on a serial port running the RPC firmware: `flash` (a shell command with {elf} or
+    {app}, and {port}) puts each candidate on it first."""
+    port: str
+    flash: str
+    baud: int = 115200
+    timeout: float = 120.0
 
 
 @dataclass
@@ -57,6 +72,7 @@ class Result:
     logits: list = field(default_factory=list)
     decisions: dict = field(default_factory=dict)  # kernel name -> {"schedule", "signature", "hash"}
     where: str = "local"  # which runner measured it (a tracker's server: its address)
+    unit: str = "instructions"  # what the firmware counts (a board's cycle counter: cycles)
 
     def inference(self, names) -> int:
         """Instructions the named kernels take in one inference (per-call counts times calls)."""
@@ -91,7 +107,13 @@ def build_candidate(job: Job, work: Path):
         for name, text in compiled.sources.items():
             compiled.sources[name] = text.replace(old, new)
     compiled.write(work / "model")
-    elf = build_rpc_firmware(work, work / "model", compiled, model.name, "semihost", profile=True,
+    if job.board is not None and _platform == "zephyr":  # the board's own build: a Zephyr RPC app
+        from ..driver import _target_build
+
+        app = _target_build(_platform, board, work, compiled, job.x, run=False, app="rpc", model_name=model.name)
+        return Path(app["zephyr_app"]), compiled, decisions
+    transport = "uart" if job.board is not None else "semihost"
+    elf = build_rpc_firmware(work, work / "model", compiled, model.name, transport, profile=True,
                              cflags=list(board.cflags), core=board.core)
     return elf, compiled, decisions
 
@@ -108,6 +130,34 @@ def profile_elf(elf: Path | str, x: np.ndarray, timeout: float = 30.0) -> dict:
     return {"call_names": list(info.call_names), "call_ticks": list(prof.call_ticks),
             "call_counts": list(prof.call_counts), "ticks": prof.ticks, "units_per_tick": info.units_per_tick,
             "unit": info.unit, "logits": [float(v) for v in np.asarray(logits).reshape(-1)]}
+
+
+def run_board(candidate: Path, x: np.ndarray, runner: BoardRunner) -> dict:
+    """Flash the candidate with the runner's command, then profile it over the serial port."""
+    import subprocess
+
+    from ..device.rpc import RpcSession, SerialTransport
+    from ..errors import DeviceError
+
+    fields = {"elf": candidate, "app": candidate, "port": runner.port}
+    command = runner.flash.format(**{k: str(v) for k, v in fields.items()})
+    flashed = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=runner.timeout)
+    if flashed.returncode != 0:
+        tail = (flashed.stderr or flashed.stdout).strip().splitlines()[-1:] or [""]
+        raise DeviceError(f"flash command exited with {flashed.returncode}: {tail[0]}")
+    session = RpcSession(SerialTransport(runner.port, baudrate=runner.baud), timeout=runner.timeout)
+    try:
+        session.warm_up(timeout=runner.timeout)
+        info = session.info()
+        session.write_input(x)
+        prof = session.profile()
+        logits = session.read_output()
+    finally:
+        session.close()
+    return {"call_names": list(info.call_names), "call_ticks": list(prof.call_ticks),
+            "call_counts": list(prof.call_counts), "ticks": prof.ticks, "units_per_tick": info.units_per_tick,
+            "unit": info.unit, "logits": [float(v) for v in np.asarray(logits).reshape(-1)],
+            "served_by": runner.port}
 
 
 def run_remote(elf: Path, x: np.ndarray, tracker: str, key: str, timeout: float = 120.0) -> dict:
@@ -137,14 +187,16 @@ def measure(job: Job) -> Result:
             from ..driver import resolve_target
 
             core = resolve_target(job.target)[1].core
-            run = (run_remote(elf, job.x, job.tracker, job.key or core) if job.tracker
+            run = (run_board(elf, job.x, job.board) if job.board is not None
+                   else run_remote(elf, job.x, job.tracker, job.key or core) if job.tracker
                    else profile_elf(elf, job.x))
         except Exception as exc:  # noqa: BLE001
             return Result(job.trial, False, f"run failed: {_one_line(exc)}", decisions=decisions)
         rows = aggregate(run["call_names"], run["call_ticks"], run["call_counts"], run["units_per_tick"])
         return Result(job.trial, True, None, kernels={r.name: r.count / max(r.calls, 1) for r in rows},
                       calls={r.name: r.calls for r in rows}, total=run["ticks"] * run["units_per_tick"],
-                      logits=run["logits"], decisions=decisions, where=run.get("served_by", "local"))
+                      logits=run["logits"], decisions=decisions, where=run.get("served_by", "local"),
+                      unit=run.get("unit", "instructions"))
     except Exception:  # noqa: BLE001 - a bug here must not take the whole tuning run down
         return Result(job.trial, False, "tuner error: " + traceback.format_exc().strip().splitlines()[-1])
     finally:

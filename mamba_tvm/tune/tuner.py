@@ -73,6 +73,8 @@ class TuneReport:
     record_path: Path | None = None
     new_trials: int = 0
     form: str = "timestep/fp32"  # fusion/weights the kernels were tuned in
+    unit: str = "instructions"  # what the runner counted: QEMU instructions, a board's cycles
+    measured_on: str = ""
 
 
 def parity_error(logits, reference: np.ndarray) -> str | None:
@@ -136,7 +138,7 @@ class Tuner:
                  tracker: str | None = None, key: str | None = None, db_dir: Path | None = None,
                  fusion: str = "timestep", weights: str = "fp32", mode: str = "sequence", seed: int = 0,
                  record_path: Path | None = None, progress=None, corrupt: dict | None = None,
-                 model_knobs: bool = True):
+                 model_knobs: bool = True, board=None):
         import tvm
         import tvm.s_tir.meta_schedule as ms
 
@@ -150,6 +152,9 @@ class Tuner:
         self.base = load_schedule(self.core)
         self.models, self.trials, self.workers = models, trials, max(1, workers)
         self.tracker, self.key = tracker, key
+        self.board_runner = board  # measure.BoardRunner: one board, so one candidate at a time
+        if board is not None:
+            self.workers = 1
         self.fusion, self.weights, self.mode, self.seed = fusion, weights, mode, seed
         self.db_dir = Path(db_dir or Path("tune_db") / self.core)
         self.db_dir.mkdir(parents=True, exist_ok=True)
@@ -206,10 +211,20 @@ class Tuner:
                                            self._workload(space.workload), [float(count)], self.ms_target)
             self.db.commit_tuning_record(rec)
 
+    def _unit(self) -> str:
+        """What this run's firmware counted (a board: cycles), from its measurements."""
+        units = {r.unit for _m, _j, r, _why in self.results if r.ok}
+        return units.pop() if len(units) == 1 else "instructions"
+
+    def _measured_on(self) -> str:
+        if self.board_runner is not None:
+            return f"{self.target} on {self.board_runner.port}"
+        return self.target
+
     # -- running --------------------------------------------------------------------------------
     def _job(self, task: ModelTask, trial: int, model_point: dict, overrides: dict) -> Job:
         return Job(trial, task.path, self.target, {**self.base, **model_point}, overrides, task.x, self.mode,
-                   self.fusion, self.weights, self.tracker, self.key, self.corrupt)
+                   self.fusion, self.weights, self.tracker, self.key, self.corrupt, self.board_runner)
 
     def _run(self, jobs: list[tuple[ModelTask, Job]]) -> list[tuple[ModelTask, Job, Result, str | None]]:
         """Measure the jobs (in parallel on the workers), check each, store each in the database."""
@@ -355,7 +370,8 @@ class Tuner:
                                                                           and j.model_path == task.path)
         (self.db_dir / "trials.json").write_text(json.dumps(done_before, indent=1, sort_keys=True) + "\n")
         # 3. verification: every kernel's best point together
-        report = TuneReport(self.core, self.target, self.model_point, tasks, form=f"{self.fusion}/{self.weights}")
+        report = TuneReport(self.core, self.target, self.model_point, tasks, form=f"{self.fusion}/{self.weights}",
+                            unit=self._unit(), measured_on=self._measured_on())
         jobs = []
         for task in tasks:
             overrides = {}
@@ -465,8 +481,9 @@ def write_record(report: TuneReport, path: Path, note: str = "", model_knobs_sea
         "core": report.core,
         "rules_version": RULES_VERSION,
         "tool": f"mamba_tvm {__version__} (python -m mamba_tvm.tune), apache-tvm {tvm.__version__}",
-        "measured_on": report.target,
-        "unit": "instructions (per kernel, summed over its calls; QEMU)",
+        "measured_on": report.measured_on or report.target,
+        "unit": (f"{report.unit} (per kernel, summed over its calls; "
+                 f"{'QEMU' if report.unit == 'instructions' else 'the board'})"),
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": note or old.get("note", ""),
         "model_knobs": (report.model_knobs if model_knobs_searched or "model_knobs" not in old
