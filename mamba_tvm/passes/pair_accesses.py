@@ -80,8 +80,7 @@ def _origins(func: relax.Function) -> dict:
             elif name == "relax.call_tir_inplace":
                 results = [of(args[i]) if i >= 0 else "arena" for i in (int(i) for i in value.attrs.inplace_indices)]
                 result = results[0] if len(results) == 1 else results
-            elif value.args and name.startswith("relax.") and "reshape" in name or name in (
-                    "relax.squeeze", "relax.expand_dims", "relax.flatten"):
+            elif value.args and ("reshape" in name or name in ("relax.squeeze", "relax.expand_dims", "relax.flatten")):
                 result = of(value.args[0])
         elif isinstance(value, (relax.Var, ir.Var)):
             result = of(value)
@@ -229,9 +228,8 @@ def _pair_run(stmts: list, data_vars, analyzer) -> list | None:
         if key in paired or not stores[i].even or hi_key not in store_at or store_at[hi_key] < i:
             continue
         j = store_at[hi_key]
+        # reads of the old values (at or before each store); later reads get the new values
         old = [first_use[k][0] for k in (key, hi_key) if k in first_use and first_use[k][0] <= store_at[k]]
-        if any(first_use[k][0] > store_at[k] for k in (key, hi_key) if k in first_use):
-            pass  # loads after the store read the new value: replaced below
         access = stores[i]
         if old:
             pair = tirx.Var("pair", F64)
