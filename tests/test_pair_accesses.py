@@ -33,6 +33,15 @@ def _state_update(w: T.Buffer((8,), "float32"), h: T.Buffer((4,), "float32"), ou
     out[5] = h[3]
 
 
+@T.prim_func(private=True)
+def _state_update_with_gather(w: T.Buffer((8,), "float32"), h: T.Buffer((4,), "float32"),
+                              i: T.Buffer((1,), "int32"), out: T.Buffer((2,), "float32")):
+    h[0] = h[0] * w[0] + w[1]
+    out[0] = h[i[0]]              # h[0] (new) or another entry: an index the pass cannot compare
+    h[1] = h[1] * w[2] + w[3]
+    out[1] = h[0] + h[1]
+
+
 def _expected(w, h):
     h, out = h.astype(np.float32).copy(), np.zeros(6, np.float32)
     h[0] = np.float32(h[0] * w[0]) + w[1]
@@ -68,6 +77,32 @@ def test_pairing_keeps_the_kernels_meaning(tmp_path):
         h_ref, out_ref = _expected(w, h)
         np.testing.assert_array_equal(h_dev, h_ref)
         np.testing.assert_array_equal(out, out_ref)
+
+
+def test_a_read_at_an_unknown_index_keeps_the_stores_in_place(tmp_path):
+    """h[i] between two in-place updates may read h[0]: its store cannot be deferred, so h is
+    not paired (w still is), and the results match numpy for every i."""
+    func = _state_update_with_gather.with_attr(PAIRABLE, ["w", "h"]).with_attr("global_symbol", "k")
+    src, _ = emit_kernels_c(tvm.IRModule({"k": func}))
+    body = src[src.index("void k("):]
+    assert "mamba_store_pair" not in body and "mamba_load_pair((&(h" not in body
+    assert "mamba_load_pair((&(w[0])))" in body
+    c = tmp_path / "k.c"
+    c.write_text("#include <stdint.h>\n" + src)
+    lib = tmp_path / "k.so"
+    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
+    k = ctypes.CDLL(str(lib)).k
+    rng = np.random.default_rng(2)
+    for index in range(4):
+        w, h = rng.standard_normal(8).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+        h_dev, out, i = h.copy(), np.zeros(2, np.float32), np.array([index], np.int32)
+        k(*(a.ctypes.data_as(ctypes.c_void_p) for a in (w, h_dev, i, out)))
+        want = h.copy()
+        want[0] = np.float32(h[0] * w[0]) + w[1]
+        gathered = want[index]
+        want[1] = np.float32(h[1] * w[2]) + w[3]
+        np.testing.assert_array_equal(h_dev, want)
+        np.testing.assert_array_equal(out, [gathered, want[0] + want[1]])
 
 
 def test_m7_kernels_pair_weights_and_state_not_the_input(built_m7):  # noqa: F811

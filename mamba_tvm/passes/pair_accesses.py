@@ -187,6 +187,12 @@ def _pair_run(stmts: list, data_vars, analyzer) -> list | None:
     stores = [_Access(analyzer, s) if isinstance(s, tirx.BufferStore) and s.buffer.name in data_vars
               and len(s.indices) == 1 and str(s.value.ty.dtype) == F32 else None for s in stmts]
     stored_buffers = {a.key[0] for a in stores if a is not None}
+    # a buffer updated in place is paired only if every access shares one index base: a read
+    # at another base (h[i] for an unknown i) might be an element whose store is deferred
+    bases: dict = {}
+    for a in [a for row in loads for a in row] + [a for a in stores if a is not None]:
+        bases.setdefault(a.key[0], set()).add(a.key[1])
+    in_place = {b for b in stored_buffers if len(bases[b]) == 1}
     # every store to a buffer must have a comparable index, or its loads stay as they are
     for i, s in enumerate(stmts):
         if isinstance(s, tirx.BufferStore) and s.buffer.name in data_vars and stores[i] is None:
@@ -225,7 +231,8 @@ def _pair_run(stmts: list, data_vars, analyzer) -> list | None:
     for key, i in sorted(store_at.items(), key=lambda kv: kv[1]):
         buf, base, offset = key
         hi_key = (buf, base, offset + 1)
-        if key in paired or not stores[i].even or hi_key not in store_at or store_at[hi_key] < i:
+        if key in paired or buf not in in_place or not stores[i].even or hi_key not in store_at \
+                or store_at[hi_key] < i:
             continue
         j = store_at[hi_key]
         # reads of the old values (at or before each store); later reads get the new values
