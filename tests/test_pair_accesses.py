@@ -55,20 +55,24 @@ def _expected(w, h):
     return h, out
 
 
+def _compiled(prim_func, tmp_path):
+    """(C body of `k`, the function loaded from a gcc build) with w and h pairable."""
+    func = prim_func.with_attr(PAIRABLE, ["w", "h"]).with_attr("global_symbol", "k")
+    src, _ = emit_kernels_c(tvm.IRModule({"k": func}))
+    c = tmp_path / "k.c"
+    c.write_text("#include <stdint.h>\n" + src)
+    lib = tmp_path / "k.so"
+    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
+    return src[src.index("void k("):], ctypes.CDLL(str(lib)).k
+
+
 def test_pairing_keeps_the_kernels_meaning(tmp_path):
     """Read-only pairs, an in-place state pair whose new values are read before and after the
     second update, and an unpaired odd offset: compiled with gcc and run against numpy."""
-    func = _state_update.with_attr(PAIRABLE, ["w", "h"]).with_attr("global_symbol", "k")
-    src, _ = emit_kernels_c(tvm.IRModule({"k": func}))
-    body = _kernel(src, "") if "tvmgen_default" in src else src[src.index("void k("):]
+    body, k = _compiled(_state_update, tmp_path)
     assert "mamba_load_pair((&(w[0])))" in body and "mamba_store_pair((&(h[0]))" in body, body
     assert not re.search(r"mamba_load_pair\(\(&\(w\[5\]\)\)\)", body) and "out[" in body
     assert "mamba_load_pair((&(out" not in body
-    c = tmp_path / "k.c"
-    c.write_text(src)
-    lib = tmp_path / "k.so"
-    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
-    k = ctypes.CDLL(str(lib)).k
     rng = np.random.default_rng(1)
     for _ in range(20):
         w, h = rng.standard_normal(8).astype(np.float32), rng.standard_normal(4).astype(np.float32)
@@ -82,16 +86,9 @@ def test_pairing_keeps_the_kernels_meaning(tmp_path):
 def test_a_read_at_an_unknown_index_keeps_the_stores_in_place(tmp_path):
     """h[i] between two in-place updates may read h[0]: its store cannot be deferred, so h is
     not paired (w still is), and the results match numpy for every i."""
-    func = _state_update_with_gather.with_attr(PAIRABLE, ["w", "h"]).with_attr("global_symbol", "k")
-    src, _ = emit_kernels_c(tvm.IRModule({"k": func}))
-    body = src[src.index("void k("):]
+    body, k = _compiled(_state_update_with_gather, tmp_path)
     assert "mamba_store_pair" not in body and "mamba_load_pair((&(h" not in body
     assert "mamba_load_pair((&(w[0])))" in body
-    c = tmp_path / "k.c"
-    c.write_text("#include <stdint.h>\n" + src)
-    lib = tmp_path / "k.so"
-    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
-    k = ctypes.CDLL(str(lib)).k
     rng = np.random.default_rng(2)
     for index in range(4):
         w, h = rng.standard_normal(8).astype(np.float32), rng.standard_normal(4).astype(np.float32)
