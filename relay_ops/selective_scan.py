@@ -51,6 +51,17 @@ def _(u, x_dbl, dt_weight, dt_bias, A, D, z, A_scale):
     return torch.empty_like(u)
 
 
+def _silu(v):
+    """SiLU(v) as an expression (the gate y * SiLU(z) of every scan kernel)."""
+    return v / (T.float32(1) + T.exp(T.float32(0) - v))
+
+
+def _softplus(v):
+    """softplus(v) with torch's threshold (linear above 20), as an expression: delta of every
+    scan kernel (LowerFastMath turns it into one fast_softplus)."""
+    return T.if_then_else(v > T.float32(20), v, T.log1p(T.exp(v)))
+
+
 def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
     """TIR: channel loop outside, sequential time loop inside; h is the per-channel state."""
     n_dbl = dt_rank + 2 * d_state
@@ -65,13 +76,12 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
             delta[0] = dt_bias[d]
             for r in range(dt_rank):
                 delta[0] = delta[0] + x_dbl[b, t, r] * dt_weight[d, r]
-            # softplus with torch's threshold: linear above 20
-            delta[0] = T.if_then_else(delta[0] > T.float32(20), delta[0], T.log1p(T.exp(delta[0])))
+            delta[0] = _softplus(delta[0])
             acc[0] = D[d] * u[b, t, d]
             for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
                 h[n] = T.exp(delta[0] * A_rows[a_row, n]) * h[n] + x_dbl[b, t, b_off + n] * (delta[0] * u[b, t, d])
                 acc[0] = acc[0] + x_dbl[b, t, c_off + n] * h[n]
-            y[b, t, d] = acc[0] * (z[b, t, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, t, d])))
+            y[b, t, d] = acc[0] * _silu(z[b, t, d])
 
     if a_int8:
         @T.prim_func(private=True, s_tir=True)
@@ -155,14 +165,9 @@ def _a_float(A, A_scale, d, n):
     return A[d, n] if A_scale is None else T.Cast("float32", A[d, n]) * A_scale[n]
 
 
-def _silu(z, b, d):
-    """SiLU(z[b, d]) as an expression (the gate y * SiLU(z))."""
-    return z[b, d] / (T.float32(1) + T.exp(T.float32(0) - z[b, d]))
-
-
 @T.macro
 def _silu_gate(z, y, b, d):
-    y[b, d] = y[b, d] * _silu(z, b, d)
+    y[b, d] = y[b, d] * _silu(z[b, d])
 
 
 def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
@@ -181,7 +186,7 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
         acc[0] = dt_bias[d]
         for r in T.unroll(dt_rank):  # a few taps (dt_rank = d_model / 16): no loop overhead
             acc[0] = acc[0] + x_dbl[b, r] * dt_weight[d, r]
-        y[b, d] = T.if_then_else(acc[0] > T.float32(20), acc[0], T.log1p(T.exp(acc[0])))
+        y[b, d] = _softplus(acc[0])
 
     @T.macro
     def update(u, x_dbl, A, A_scale, D, h, y, acc, b, d):
@@ -246,12 +251,12 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
         dl[0] = dt_bias[d]
         for r in T.unroll(dt_rank):
             dl[0] = dl[0] + x_dbl[b, r] * dt_weight[d, r]
-        dl[0] = T.if_then_else(dl[0] > T.float32(20), dl[0], T.log1p(T.exp(dl[0])))
+        dl[0] = _softplus(dl[0])
         acc[0] = D[d] * u[b, d]
         for n in T.serial(d_state, annotations={STATE_LOOP: exp_factor}):
             h[b, d, n] = T.exp(dl[0] * _a_float(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (dl[0] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
-        u[b, d] = acc[0] * _silu(z, b, d)
+        u[b, d] = acc[0] * _silu(z[b, d])
 
     if a_int8:
         @T.prim_func(private=True, s_tir=True)
