@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tvm
 
-from .codegen.aot import emit_model
+from .codegen.aot import emit_model, state_struct_bytes
 from .frontend import ModelSpec
 from .errors import CompileError
 from .importer import import_module
@@ -41,11 +41,8 @@ class CompiledModel:
 
     @property
     def state_bytes(self) -> int:
-        """The state struct: its tensors plus the int32 step counter (stepwise programs), padded
-        to a multiple of 8 (its first member is 8-byte aligned: codegen/aot.py ALIGN8)."""
-        if "step" not in self.programs:
-            return self.program.state_bytes
-        return -(-(self.program.state_bytes + 4) // 8) * 8
+        """The state struct of stepwise programs (codegen/aot.py state_struct_bytes), else 0."""
+        return state_struct_bytes(self.program.state_bytes) if "step" in self.programs else self.program.state_bytes
 
     @property
     def kernels(self) -> dict:

@@ -9,7 +9,7 @@ from tvm import relax
 from .passes import (BlockMatvec, ContractFMA, FloatMinMax, FuseEpilogues, HoistKernelTemporaries, LowerFastMath, ScheduleScan,
                      SelectInt8Matvec, UnrollReductions)
 from .passes.canonicalize import CanonicalizeImport
-from .passes.fast_math import LINEAR_TABLE, DivideByReciprocal, table_size
+from .passes.fast_math import DivideByReciprocal, exp_needs_fma, table_size
 from .passes.fold_linear import FoldLinearChains, MoveLinearAfterTimeMean, SplitLinearOutputs
 from .passes.lower_mamba_ops import LowerMambaOps
 from .passes.name_kernels import NameKernelsAfterLayers
@@ -61,7 +61,7 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
     where proven in range, multiply-adds fused (fma=False: mul+add), float min/max as
     fminf/fmaxf (fminmax=True: one VMINNM/VMAXNM on FPv5), nothing large left on the
     C stack."""
-    if table_size(exp) >= LINEAR_TABLE and not fma:
+    if exp_needs_fma(exp) and not fma:
         raise ValueError(f"exp='{exp}' needs fma=True (its Cody-Waite product is exact only when fused)")
     return ([SelectInt8Matvec(int8_matvec)]
             + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)

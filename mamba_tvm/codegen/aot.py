@@ -130,8 +130,7 @@ class _Layout:
             step = programs["step"]
             self.frame = step.tensors[step.inputs[0]]
             self.state = [step.tensors[n] for n in step.state]
-            # members in _state_members' order, + the int32 step counter, the struct 8-byte aligned
-            self.state_bytes = -(-(sum(t.nbytes for t in self.state) + 4) // 8) * 8
+            self.state_bytes = state_struct_bytes(sum(t.nbytes for t in self.state))
             self.features = self.frame.nbytes // 4
             self.input_elems = self.features * (seq_len or 1)
         else:
@@ -145,6 +144,12 @@ ALIGN8 = ["/* 8-byte alignment of the tensors kernels read two floats at a time 
           "#ifndef TVMGEN_DEFAULT_ALIGN8", "#if defined(__GNUC__)",
           "#define TVMGEN_DEFAULT_ALIGN8 __attribute__((aligned(8)))", "#else",
           "#define TVMGEN_DEFAULT_ALIGN8", "#endif", "#endif"]
+
+
+def state_struct_bytes(tensor_bytes: int) -> int:
+    """sizeof(struct tvmgen_default_state): the state tensors, the int32 step counter, padded
+    to 8 bytes (its first member is TVMGEN_DEFAULT_ALIGN8)."""
+    return -(-(tensor_bytes + 4) // 8) * 8
 
 
 def _state_members(layout: _Layout) -> list[str]:

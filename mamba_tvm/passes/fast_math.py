@@ -166,6 +166,13 @@ def table_size(exp: str) -> int:
     return n
 
 
+def exp_needs_fma(exp: str) -> bool:
+    """The linear-table exp's Cody-Waite product kf * ln2_hi is exact only when fused
+    (k + j/1024 has 17 significant bits): kernel_passes refuses it without FMA, the tuner
+    does not try that point."""
+    return table_size(exp) >= LINEAR_TABLE
+
+
 def _table_degree(n: int) -> int:
     return 1 if n >= LINEAR_TABLE else 2 if n >= 64 else 3
 

@@ -143,7 +143,8 @@ class _Access:
             base, offset = index.a, int(index.b.value)
         self.buffer, self.index = _buffer(node), index
         self.key = (self.buffer.name, None if base is None else tvm_ffi.structural_hash(base), offset)
-        self.even = analyzer.modular_set(index).coeff % 2 == 0 and analyzer.modular_set(index).base % 2 == 0
+        residue = analyzer.modular_set(index)
+        self.even = residue.coeff % 2 == 0 and residue.base % 2 == 0
 
 
 def _loads(stmt, data_vars) -> list:

@@ -102,27 +102,29 @@ def _fresh_loop(loop: tirx.For, body, unroll: int):
     return tirx.For(outer, zero, tirx.const(extent // factor, dtype), tirx.ForKind.SERIAL, body, None, {})
 
 
-def _nonnegative_stores(stmts) -> list:
-    """(buffer name, indices) of the locations the statements leave holding a softplus result
-    (>= 0 by construction): a later store to the same buffer forgets them."""
-    found: dict = {}
-    for stmt in stmts:
-        if isinstance(stmt, tirx.BufferStore):
-            name = stmt.buffer.name
-            found = {k: v for k, v in found.items() if k[0] != name}
-            value = stmt.value
-            if isinstance(value, ir.expr.Call) and isinstance(value.op, ir.GlobalVar) \
-                    and value.op.name_hint == "fast_softplus":
-                found[(name, str(list(stmt.indices)))] = True
-    return list(found)
+def _location(buffer_name: str, indices) -> tuple:
+    return buffer_name, str(list(indices))
 
 
-def _is_nonnegative(expr, nonnegative: list) -> bool:
-    return isinstance(expr, ir.expr.TensorLoad) and (expr.source.name, str(list(expr.indices))) in nonnegative
+def _proven_nonnegative(proven: frozenset, stmt) -> frozenset:
+    """The locations holding a softplus result (>= 0 by construction) after `stmt`: a store of
+    fast_softplus adds its location, any other store to that buffer forgets the buffer's."""
+    if not isinstance(stmt, tirx.BufferStore):
+        return proven
+    name = stmt.buffer.name
+    kept = frozenset(loc for loc in proven if loc[0] != name)
+    value = stmt.value
+    if isinstance(value, ir.expr.Call) and isinstance(value.op, ir.GlobalVar) and value.op.name_hint == "fast_softplus":
+        return kept | {_location(name, stmt.indices)}
+    return kept
+
+
+def _is_nonnegative(expr, nonnegative: frozenset) -> bool:
+    return isinstance(expr, ir.expr.TensorLoad) and _location(expr.source.name, expr.indices) in nonnegative
 
 
 def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, hoist: bool, base2: bool,
-                        table: int = 0, nonnegative: list = ()):
+                        table: int = 0, nonnegative: frozenset = frozenset()):
     plain = _fresh_loop(loop, loop.body, unroll)
     calls = _exp_calls(loop.body)
     if not (hoist and bounds and calls):
@@ -148,7 +150,7 @@ def schedule_state_loop(loop: tirx.For, bounds, helpers: _Helpers, unroll: int, 
 
     proven = _fresh_loop(loop, tvm_ffi.structural_map(loop.body, (ir.expr.Call, fast)), unroll)
     in_range = delta <= tirx.const(limit, F32)
-    if not _is_nonnegative(delta, list(nonnegative)):  # a softplus result needs no lower check
+    if not _is_nonnegative(delta, nonnegative):  # a softplus result needs no lower check
         in_range = tirx.And(delta >= tirx.const(0.0, F32), in_range)
     then = tirx.SeqStmt(binds + [proven]) if binds else proven
     return tirx.IfThenElse(in_range, then, plain)
@@ -160,7 +162,7 @@ def ScheduleScan(unroll: int = 1, hoist: bool = True, base2: bool = True, table:
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         helpers = _Helpers(mod)
         for gv, func in [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]:
-            def rewrite(stmt, nonnegative=()):
+            def rewrite(stmt, nonnegative=frozenset()):
                 if not isinstance(stmt, tirx.For) or STATE_LOOP not in stmt.annotations:
                     return stmt
                 names = stmt.annotations[STATE_LOOP]
@@ -169,9 +171,11 @@ def ScheduleScan(unroll: int = 1, hoist: bool = True, base2: bool = True, table:
 
             def rewrite_seq(seq):
                 """State loops in a sequence know what the statements before them proved."""
-                stmts = list(seq.seq)
-                new = [rewrite(s, _nonnegative_stores(stmts[:i])) for i, s in enumerate(stmts)]
-                return seq if all(a.same_as(b) for a, b in zip(new, stmts)) else tirx.SeqStmt(new)
+                new, proven = [], frozenset()
+                for stmt in seq.seq:
+                    new.append(rewrite(stmt, proven))
+                    proven = _proven_nonnegative(proven, stmt)
+                return seq if all(a.same_as(b) for a, b in zip(new, seq.seq)) else tirx.SeqStmt(new)
 
             new_func = tvm_ffi.structural_map(func, (tirx.SeqStmt, rewrite_seq))
             new_func = tvm_ffi.structural_map(new_func, (tirx.For, rewrite))

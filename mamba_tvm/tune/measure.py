@@ -123,10 +123,15 @@ def profile_elf(elf: Path | str, x: np.ndarray, timeout: float = 30.0) -> dict:
     from ..device.qemu_rpc import QemuRpc
 
     with QemuRpc(Path(elf), "semihost", timeout=timeout) as q:
-        info = q.session.info()
-        q.session.write_input(x)
-        prof = q.session.profile()
-        logits = q.session.read_output()
+        return _profile(q.session, x)
+
+
+def _profile(session, x: np.ndarray) -> dict:
+    """One PROFILE of the firmware on `session` with input x: per-call ticks, counts, logits."""
+    info = session.info()
+    session.write_input(x)
+    prof = session.profile()
+    logits = session.read_output()
     return {"call_names": list(info.call_names), "call_ticks": list(prof.call_ticks),
             "call_counts": list(prof.call_counts), "ticks": prof.ticks, "units_per_tick": info.units_per_tick,
             "unit": info.unit, "logits": [float(v) for v in np.asarray(logits).reshape(-1)]}
@@ -148,16 +153,9 @@ def run_board(candidate: Path, x: np.ndarray, runner: BoardRunner) -> dict:
     session = RpcSession(SerialTransport(runner.port, baudrate=runner.baud), timeout=runner.timeout)
     try:
         session.warm_up(timeout=runner.timeout)
-        info = session.info()
-        session.write_input(x)
-        prof = session.profile()
-        logits = session.read_output()
+        return {**_profile(session, x), "served_by": runner.port}
     finally:
         session.close()
-    return {"call_names": list(info.call_names), "call_ticks": list(prof.call_ticks),
-            "call_counts": list(prof.call_counts), "ticks": prof.ticks, "units_per_tick": info.units_per_tick,
-            "unit": info.unit, "logits": [float(v) for v in np.asarray(logits).reshape(-1)],
-            "served_by": runner.port}
 
 
 def run_remote(elf: Path, x: np.ndarray, tracker: str, key: str, timeout: float = 120.0) -> dict:

@@ -81,10 +81,10 @@ MODEL_KNOBS = {"fma": (True, False), "exp": ("poly6", "table128", "table1024", "
 
 
 def valid_model_point(point: dict) -> bool:
-    """The linear-table exp needs FMA (pipeline.kernel_passes refuses it without)."""
-    from ..passes.fast_math import LINEAR_TABLE, table_size
+    """A point kernel_passes would refuse is not tried: the linear-table exp without FMA."""
+    from ..passes.fast_math import exp_needs_fma
 
-    return not (table_size(point["exp"]) >= LINEAR_TABLE and not point["fma"])
+    return not (exp_needs_fma(point["exp"]) and not point["fma"])
 
 
 def kernel_knobs(func: tirx.PrimFunc) -> dict:
