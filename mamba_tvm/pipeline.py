@@ -52,7 +52,8 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
                   scan_hoist: bool = True, scan_base2: bool = True, int8_matvec: str = "float",
                   matvec_block_int64: int = 4, matvec_unroll_int64: int = 1, fminmax: bool = False,
                   pair_loads: bool = False, divide: str = "hardware") -> list:
-    """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec),
+    """Per-kernel TIR: int8-weight layers in float or exact-integer form (int8_matvec: "int64"
+    with SMLAL, "smlad" with dual 16-bit multiply-adds, blocked and unrolled by the *_int64 knobs),
     matrix-vector products register-blocked with their weights laid out for
     the loop (matvec_block=1: not), no intermediate left full-size, MAC loops unrolled
     (unroll=1: not), exp/softplus as inline polynomials (exp="tableN": with a 2^(j/N) table and a
@@ -63,7 +64,7 @@ def kernel_passes(stack_limit: int = DEFAULT_STACK_LIMIT, fuse_epilogues: bool =
     C stack."""
     if exp_needs_fma(exp) and not fma:
         raise ValueError(f"exp='{exp}' needs fma=True (its Cody-Waite product is exact only when fused)")
-    return ([SelectInt8Matvec(int8_matvec)]
+    return ([SelectInt8Matvec(int8_matvec, matvec_block_int64, matvec_unroll_int64)]
             + [BlockMatvec(matvec_block, unroll, matvec_block_int64, matvec_unroll_int64)] * (matvec_block > 1)
             + [FuseEpilogues] * fuse_epilogues + [UnrollReductions(unroll)] * (unroll > 1)
             + [LowerFastMath(exp), DivideByReciprocal(divide), ScheduleScan(scan_unroll, scan_hoist, scan_base2, table_size(exp)), ContractFMA(fma),

@@ -207,7 +207,7 @@ class _Reader:
             while new in self.tensors:
                 new, k = f"{base}_{k}", k + 1
             t.name = new
-            t.note = _layout_note(kernel, role, param, t.shape)
+            t.note = _layout_note(kernel, role, param, t.shape, str(t.value.dtype) if t.value is not None else "")
             self.tensors = {(new if n == name else n): v for n, v in self.tensors.items()}
             self.const_ids[expr] = new
             args[i] = new
@@ -235,10 +235,13 @@ _ROLE_SOURCE = {"dt_weight": "dt_proj.weight", "dt_bias": "dt_proj.bias", "A": "
                 "scale": "weight's int8 scale per output row"}
 
 
-def _layout_note(kernel: str, role: str, param: str, shape: tuple) -> str:
+def _layout_note(kernel: str, role: str, param: str, shape: tuple, dtype: str = "") -> str:
     source = _ROLE_SOURCE.get(param, "")
     layout = ""
-    if len(shape) == 3:
+    if len(shape) == 3 and dtype == "uint32":
+        layout = (f"stored as words of four int8 weights (out/{shape[2]}, in/4, {shape[2]}) = {shape}: bytes "
+                  "w[k], w[k+2], w[k+1], w[k+3] for SXTB16 (relay_ops/linear_int8.py, smlad)")
+    elif len(shape) == 3:
         layout = (f"stored (out/{shape[2]}, in, {shape[2]}) = {shape}: rows register-blocked by {shape[2]}, "
                   "each block transposed (passes/block_matvec.py)")
     elif len(shape) == 2 and param in ("B", "w_q") or (len(shape) == 2 and _GENERIC_PARAM.fullmatch(param or "")):

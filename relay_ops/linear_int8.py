@@ -5,6 +5,8 @@ dequantized copy; the per-channel scale is applied once per output.
 """
 from typing import Optional
 
+import numpy as np
+
 import torch
 from tvm import relax
 from tvm.script import tirx as T
@@ -74,6 +76,20 @@ def make_primfunc(rows: int, in_features: int, out_features: int, has_bias: bool
 LINEAR_INT8 = "mamba_tvm.linear_int8"
 
 
+def _int64_as_float(total):
+    """An exact int64 sum as float: high word * 2^32 + low word (a rounding each, no library call)."""
+    return (T.Cast("float32", T.Cast("int32", T.shift_right(total, T.int64(32)))) * T.float32(4294967296.0)
+            + T.Cast("float32", T.Cast("uint32", total)))
+
+
+def _exponent_scales(amax):
+    """(2^s, 2^-s) for a row whose largest magnitude is amax: with e the biased exponent of
+    amax (at least 30), 2^s = 2^(156 - e) puts every |x * 2^s| below 2^30."""
+    e = T.max(T.shift_right(T.reinterpret("uint32", amax), T.uint32(23)), T.uint32(30))
+    return (T.reinterpret("float32", T.shift_left(T.uint32(283) - e, T.uint32(23))),
+            T.reinterpret("float32", T.shift_left(e - T.uint32(29), T.uint32(23))))
+
+
 def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bias: bool):
     """The same operator with integer multiply-accumulates: each row of x becomes int32 with one
     power-of-two scale (block floating point, 30 significant bits: |x * 2^s| < 2^30), the
@@ -93,13 +109,8 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
         for m in range(rows):
             with T.sblock("exponent"):
                 vm = T.axis.remap("S", [m])
-                # biased exponent e of max|x| (at least 30): 2^s = 2^(156 - e) puts max|x| below 2^30
-                xscale[vm] = T.reinterpret("float32", T.shift_left(
-                    T.uint32(283) - T.max(T.shift_right(T.reinterpret("uint32", amax[vm]), T.uint32(23)), T.uint32(30)),
-                    T.uint32(23)))
-                xinv[vm] = T.reinterpret("float32", T.shift_left(
-                    T.max(T.shift_right(T.reinterpret("uint32", amax[vm]), T.uint32(23)), T.uint32(30)) - T.uint32(29),
-                    T.uint32(23)))
+                xscale[vm] = _exponent_scales(amax[vm])[0]
+                xinv[vm] = _exponent_scales(amax[vm])[1]
         for m, k in T.grid(rows, in_features):
             with T.sblock("quantize"):
                 vm, vk = T.axis.remap("SS", [m, k])
@@ -111,14 +122,9 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
                     acc[vm, vn] = T.int64(0)
                 acc[vm, vn] = acc[vm, vn] + T.Cast("int64", xq[vm, vk]) * T.Cast("int64", w_q[vn, vk])
 
-    def as_float(acc, vm, vn):
-        """The exact int64 sum as float: high word * 2^32 + low word (a rounding each)."""
-        return (T.Cast("float32", T.Cast("int32", T.shift_right(acc[vm, vn], T.int64(32)))) * T.float32(4294967296.0)
-                + T.Cast("float32", T.Cast("uint32", acc[vm, vn])))
-
     def to_float(acc, scale, xinv, bias, vm, vn):
         """y[m, n]: the sum as float, scaled (scale of the weight row, 2^-s of x's row), + bias."""
-        y = as_float(acc, vm, vn) * (scale[vn] * xinv[vm])
+        y = _int64_as_float(acc[vm, vn]) * (scale[vn] * xinv[vm])
         return y if bias is None else y + bias[vn]
 
     @T.macro
@@ -145,6 +151,108 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
         def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
                         scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
             integer_linear(x, w_q, scale, None, y)
+    return linear_int8
+
+
+#: the dual 16-bit kernel's sums stay below 2^31 for up to this many inputs (|half| <= 2^15, |w| <= 127)
+SMLAD_MAX_IN_FEATURES = 512
+
+
+def smlad_block(out_features: int, block: int) -> int:
+    """Outputs per pass: the largest divisor of out_features not above block."""
+    return max(b for b in range(1, min(block, out_features) + 1) if out_features % b == 0)
+
+
+def pack_smlad_weights(w_q: np.ndarray, block: int) -> np.ndarray:
+    """int8 (out, in) -> uint32 (out / block, ceil(in / 4), block): for outputs n of a block and
+    inputs k..k+3 one word holding bytes w[n, k], w[n, k+2], w[n, k+1], w[n, k+3], so SXTB16
+    of the word gives the halfword pair (w[n, k], w[n, k+1]) and SXTB16 of it rotated by 8 the
+    pair (w[n, k+2], w[n, k+3]). Missing inputs (in not a multiple of 4) are zero weights."""
+    n, k = w_q.shape
+    padded = np.zeros((n, -(-k // 4) * 4), np.int8)
+    padded[:, :k] = w_q
+    words = padded.reshape(n // block, block, -1, 4)[..., [0, 2, 1, 3]].transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(words).view("<u4")[..., 0]
+
+
+def make_smlad_primfunc(rows: int, in_features: int, out_features: int, has_bias: bool, block: int, unroll: int):
+    """The integer kernel (make_integer_primfunc: x as int32 block floating point, sums exact)
+    with two multiply-adds per instruction: each x value v (|v| < 2^30) is split into
+    hi = v >> 15 and lo = v & 0x7fff, both 16-bit, stored as halfword pairs of adjacent
+    inputs; the weights (pack_smlad_weights) are unpacked two per SXTB16, and SMLAD adds
+    hi*w over two inputs to one int32 sum, lo*w to another. hi_sum * 2^15 + lo_sum is the
+    int64 kernel's exact sum, so both kernels give the same bits; this one takes about half
+    the instructions on a Cortex-M4/M7 (one SMLAD per multiply-add pair and pair half instead
+    of an SMLAL per multiply-add). `block` outputs per pass (two int32 sums each), the loop over
+    inputs unrolled by `unroll` (groups of four). Needs in_features <= SMLAD_MAX_IN_FEATURES."""
+    assert in_features <= SMLAD_MAX_IN_FEATURES and out_features % block == 0
+    quads = -(-in_features // 4)
+    u = unroll if unroll > 1 and quads % unroll == 0 else 1
+
+    def scaled(x, m, k, xscale):
+        """x[m, k] * 2^s as int32, 0 past the last input (the padding of the last group of four)."""
+        return T.if_then_else(k < in_features, T.Cast("int32", x[m, T.min(k, in_features - 1)] * xscale), 0)
+
+    def halves(v0, v1, high):
+        """The pair (v0, v1)'s 16-bit halves as one word: the high halves (v >> 15) or the low ones."""
+        if high:
+            return (T.bitwise_and(T.Cast("uint32", T.shift_right(v0, 15)), T.uint32(0xFFFF))
+                    | T.shift_left(T.Cast("uint32", T.shift_right(v1, 15)), T.uint32(16)))
+        return (T.Cast("uint32", T.bitwise_and(v0, 0x7FFF))
+                | T.shift_left(T.Cast("uint32", T.bitwise_and(v1, 0x7FFF)), T.uint32(16)))
+
+    @T.macro
+    def smlad_linear(x, w, scale, bias, y):
+        amax = T.sblock_alloc_buffer((1,), "float32")
+        x_halves = T.sblock_alloc_buffer((quads * 4,), "uint32")
+        hi = T.sblock_alloc_buffer((block,), "int32")
+        lo = T.sblock_alloc_buffer((block,), "int32")
+        for m in range(rows):
+            amax[0] = T.float32(0)
+            for k in range(in_features):
+                amax[0] = T.max(amax[0], T.max(x[m, k], T.float32(0) - x[m, k]))
+            xscale = T.bind(_exponent_scales(amax[0])[0])
+            xinv = T.bind(_exponent_scales(amax[0])[1])
+            for q in range(quads):
+                for j in T.unroll(2):
+                    # inputs 4q + 2j and 4q + 2j + 1: high halves, then low halves
+                    v0 = T.bind(scaled(x, m, q * 4 + j * 2, xscale))
+                    v1 = T.bind(scaled(x, m, q * 4 + j * 2 + 1, xscale))
+                    x_halves[q * 4 + j * 2] = halves(v0, v1, True)
+                    x_halves[q * 4 + j * 2 + 1] = halves(v0, v1, False)
+            for nb in range(out_features // block):
+                for r in T.unroll(block):
+                    hi[r] = 0
+                    lo[r] = 0
+                for qo in range(quads // u):
+                    for qi in T.unroll(u):
+                        for r in T.unroll(block):
+                            word = T.bind(w[nb, qo * u + qi, r])
+                            w01 = T.bind(T.call_extern("uint32", "mamba_sxtb16", word))
+                            w23 = T.bind(T.call_extern("uint32", "mamba_sxtb16_ror8", word))
+                            hi[r] = T.call_extern("int32", "mamba_smlad", x_halves[(qo * u + qi) * 4], w01, hi[r])
+                            lo[r] = T.call_extern("int32", "mamba_smlad", x_halves[(qo * u + qi) * 4 + 1], w01, lo[r])
+                            hi[r] = T.call_extern("int32", "mamba_smlad", x_halves[(qo * u + qi) * 4 + 2], w23, hi[r])
+                            lo[r] = T.call_extern("int32", "mamba_smlad", x_halves[(qo * u + qi) * 4 + 3], w23, lo[r])
+                for r in T.unroll(block):
+                    total = T.bind(T.Cast("int64", hi[r]) * T.int64(32768) + T.Cast("int64", lo[r]))
+                    if has_bias:
+                        y[m, nb * block + r] = _int64_as_float(total) * (scale[nb * block + r] * xinv) + bias[nb * block + r]
+                    else:
+                        y[m, nb * block + r] = _int64_as_float(total) * (scale[nb * block + r] * xinv)
+
+    words = (out_features // block, quads, block)
+    if has_bias:
+        @T.prim_func(private=True, s_tir=True)
+        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
+                        scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
+                        y: T.Buffer((rows, out_features), "float32")):
+            smlad_linear(x, w_q, scale, bias, y)
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
+                        scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
+            smlad_linear(x, w_q, scale, None, y)
     return linear_int8
 
 

@@ -71,6 +71,7 @@ PAIR = "mamba_tvm/passes/pair_accesses.py"
 PLAIN_C = "mamba_tvm/codegen/plain_c.py"
 PAIR_MEANING = "tests/test_pair_accesses.py::test_pairing_keeps_the_kernels_meaning"
 M7_PARITY = "tests/test_fast_kernels.py::test_m7_kernels_match_float64_reference"
+SMLAD_BITS = "tests/test_int8.py::test_smlad_kernel_gives_the_int64_kernels_bits"
 AOT = "mamba_tvm/codegen/aot.py"
 PLAN = "mamba_tvm/plan.py"
 RPC_FRAME = "runtime_c/rpc/rpc_frame.c"
@@ -136,6 +137,12 @@ MUTANTS = [
     Mutant("int8: weights widened as unsigned",
            [(INT8_OP, 'T.Cast("float32", w_q[vn, vk])', 'T.Cast("float32", T.Cast("uint8", w_q[vn, vk]))')],
            parity(("int8",))),
+    Mutant("int8 smlad: x's low half loses its top bit",
+           [(INT8_OP, "T.bitwise_and(v0, 0x7FFF)", "T.bitwise_and(v0, 0x3FFF)")],
+           [SMLAD_BITS, f"{M7_PARITY}[har6-int8]"]),
+    Mutant("int8 smlad: weights packed in plain byte order",
+           [(INT8_OP, "[..., [0, 2, 1, 3]]", "[..., [0, 1, 2, 3]]")],
+           [SMLAD_BITS, f"{M7_PARITY}[har6-int8]"]),
     Mutant("front end: in_proj x and z halves swapped",
            [(FRONT, "x, z = self.in_proj(hidden_states).chunk(2, dim=-1)",
              "z, x = self.in_proj(hidden_states).chunk(2, dim=-1)")],

@@ -17,7 +17,7 @@ from .plain_c import emit_kernels_c, restrict_params
 
 PREFIX = "tvmgen_default"
 
-C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint8": "uint8_t", "int64": "int64_t"}
+C_TYPES = {"float32": "float", "int8": "int8_t", "int32": "int32_t", "uint32": "uint32_t", "uint8": "uint8_t", "int64": "int64_t"}
 
 
 def _c_type(dtype: str) -> str:

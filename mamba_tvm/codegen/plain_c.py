@@ -191,7 +191,7 @@ def emit_kernels_c(mod: tvm.IRModule, helpers: dict[str, tirx.PrimFunc] | None =
 _LIBM = ("exp|exp2|expm1|log|log2|log10|log1p|pow|sqrt|rsqrt|tanh|sinh|cosh|tan|sin|cos|asin|acos|atan|atan2|"
          "erf|fabs|fmax|fmin|fma|floor|ceil|round|trunc|fmod")
 _LIBM_PROTO = re.compile(r"^TVM_DLL \w+ ((?:" + _LIBM + r")f?|" + HELPER_PREFIX + r"\w+|mamba_exp2_table\d+|"
-                         r"mamba_load_pair|mamba_store_pair|mamba_pair_lo|mamba_pair_hi)\(")
+                         r"mamba_load_pair|mamba_store_pair|mamba_pair_lo|mamba_pair_hi|mamba_smlad|mamba_sxtb16\w*)\(")
 _EXP2_TABLE = re.compile(r"mamba_exp2_table(\d+)\(")
 _SELECT_HELPER = re.compile(HELPER_PREFIX + r"([0-9a-f]{8})_([0-9a-f]{8})\(")
 #: TVM's CodeGenC prints reinterpret as `(*(T *)(&(v)))`, which breaks C's aliasing rules (GCC
@@ -220,6 +220,7 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"^// tvm target:.*\n", "", text, flags=re.M)
     text = re.sub(r"^#include <(math|stdbool)\.h>\n", "", text, flags=re.M)
     text = re.sub(r"^void \w+\([^)]*\);\n", "", text, flags=re.M)
+    text = re.sub(r"^\w+ (mamba_smlad|mamba_sxtb16\w*)\([^)]*\);\n", "", text, flags=re.M)
     # scalar helpers (declared before the kernels): defined once, inlined by the C compiler
     text = re.sub(r"^float (\w+\()", r"static inline float \1", text, flags=re.M)
     text = _bit_casts(text)
@@ -229,7 +230,7 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"(?<![\w.])inff\b", "INFINITY", text)
     text = re.sub(r"(?<![\w.])nanf\b", "NAN", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return constant_select_helpers(text) + exp2_tables(text) + pair_helpers(text) + text + "\n"
+    return constant_select_helpers(text) + exp2_tables(text) + pair_helpers(text) + smlad_helpers(text) + text + "\n"
 
 
 PAIR_HELPERS = """/* Two adjacent floats in one 64-bit load (VLDR.64 on the Cortex-M7), made by
@@ -258,6 +259,44 @@ static inline float mamba_pair_hi(double d) { mamba_float_pair v; v.bits = d; re
 def pair_helpers(text: str) -> str:
     """The pair-access helpers, if the kernels call them (passes/pair_accesses.py)."""
     return PAIR_HELPERS if "mamba_load_pair(" in text or "mamba_store_pair(" in text else ""
+
+
+SMLAD_HELPERS = """/* The int8 linear layers' dual 16-bit multiply-add (relay_ops/linear_int8.py, "smlad"):
+ * SMLAD adds both halfword products of two words to a sum, SXTB16 sign-extends bytes 0 and 2
+ * of a word to two halfwords. One instruction each on cores with the DSP extension
+ * (Cortex-M4/M7/M33); the same integers in plain C elsewhere. */
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#include <arm_acle.h>
+static inline int32_t mamba_smlad(uint32_t x, uint32_t w, int32_t sum) {
+  return __smlad((int16x2_t)x, (int16x2_t)w, sum);
+}
+static inline uint32_t mamba_sxtb16(uint32_t w) { return (uint32_t)__sxtb16((int8x4_t)w); }
+#if defined(__GNUC__) /* ACLE has no rotated form and GCC does not fold the rotation in */
+static inline uint32_t mamba_sxtb16_ror8(uint32_t w) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+  return r;
+}
+#else
+static inline uint32_t mamba_sxtb16_ror8(uint32_t w) { return (uint32_t)__sxtb16((int8x4_t)((w >> 8) | (w << 24))); }
+#endif
+#else
+static inline int32_t mamba_half(uint32_t v) { return (int32_t)((v & 0xFFFFu) ^ 0x8000u) - 0x8000; }
+static inline int32_t mamba_smlad(uint32_t x, uint32_t w, int32_t sum) {
+  return sum + mamba_half(x) * mamba_half(w) + mamba_half(x >> 16) * mamba_half(w >> 16);
+}
+static inline uint32_t mamba_sxtb16(uint32_t w) {
+  return ((((w & 0xFFu) ^ 0x80u) - 0x80u) & 0xFFFFu) | ((((w >> 16) & 0xFFu) ^ 0x80u) - 0x80u) << 16;
+}
+static inline uint32_t mamba_sxtb16_ror8(uint32_t w) { return mamba_sxtb16(w >> 8); }
+#endif
+
+"""
+
+
+def smlad_helpers(text: str) -> str:
+    """The dual 16-bit multiply-add helpers, if the kernels call them."""
+    return SMLAD_HELPERS if "mamba_smlad(" in text else ""
 
 
 def constant_select_helpers(text: str) -> str:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import tvm
 import tvm_ffi
-from tvm import ir, relax, tirx
+from tvm import ir, tirx
 from tvm.s_tir.schedule import Schedule, ScheduleError
 
 SPATIAL, REDUCE = 0, 2
-from .call_sites import call_target, kernel_call_args
+from .call_sites import kernel_call_args, replace_kernels
 from .fuse_epilogues import SCHEDULED, is_scheduled
 
 
@@ -193,36 +193,6 @@ def _unroll_inner(sch: Schedule, blk, outer) -> None:
         _try(sch.unroll, loop)
 
 
-@relax.expr_functor.mutator
-class _ReplaceConstants(relax.PyExprMutator):
-    """Calls to rewritten kernels get their weight constant in the new layout (once per constant)."""
-
-    def __init__(self, mod: tvm.IRModule, plans: dict, renamed: dict):
-        super().__init__(mod)
-        self.plans = plans  # new kernel GlobalVar -> (param index, IndexMap)
-        self.renamed = renamed  # old kernel GlobalVar -> new
-        self.done: list = []  # (kernel, original constant, transformed): tied weights stay one array
-
-    def _transformed(self, kernel, const, index_map):
-        for k, original, new in self.done:
-            if k.same_as(kernel) and original.same_as(const):
-                return new
-        new = relax.const(index_map.map_tensor(const.value).numpy())
-        self.done.append((kernel, const, new))
-        return new
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        target = self.renamed.get(call_target(call))
-        if target is None:
-            return call
-        index, index_map = self.plans[target]
-        args = list(call.args[1].fields)
-        args[index] = self._transformed(target, args[index], index_map)
-        return relax.Call(call.op, [target, relax.Tuple(args)] + list(call.args[2:]), call.attrs,
-                          call.ty_args if hasattr(call, "ty_args") else None)
-
-
 def BlockMatvec(block: int = 8, unroll: int = 4, block_int64: int = 4, unroll_int64: int = 1) -> tvm.transform.Pass:
     @tvm.transform.module_pass(opt_level=0, name="BlockMatvec")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -238,19 +208,7 @@ def BlockMatvec(block: int = 8, unroll: int = 4, block_int64: int = 4, unroll_in
                 continue
             new_func, index, index_map = result
             if all(isinstance(args[index], ir.Constant) for args in calls[gv]):
-                plans[gv], funcs[gv] = (index, index_map), new_func
-        if not plans:
-            return mod
-        # a kernel whose parameter changed shape gets a new GlobalVar (a GlobalVar carries its
-        # function's type, which the call_tir type check reads)
-        bb = relax.BlockBuilder(tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv not in funcs},
-                                             attrs=mod.attrs))
-        renamed = {gv: bb.add_func(func, gv.name_hint) for gv, func in funcs.items()}
-        new_mod = bb.get()
-        mutator = _ReplaceConstants(new_mod, {renamed[gv]: plan for gv, plan in plans.items()}, renamed)
-        for gv, func in list(new_mod.functions.items()):
-            if isinstance(func, relax.Function):
-                new_mod[gv] = mutator.visit_expr(func)
-        return new_mod
+                plans[gv], funcs[gv] = (index, lambda t, m=index_map: m.map_tensor(t).numpy()), new_func
+        return replace_kernels(mod, funcs, plans)
 
     return _pass

@@ -25,7 +25,7 @@ def kernel_signature(name: str, func: tirx.PrimFunc) -> str:
         ty = p.ty
         shape = getattr(ty, "shape", None)
         dtype = str(getattr(ty, "dtype", ty))
-        dtype = {"float32": "f32", "float64": "f64", "int8": "i8", "int32": "i32", "int64": "i64"}.get(dtype, dtype)
+        dtype = {"float32": "f32", "float64": "f64", "int8": "i8", "int32": "i32", "int64": "i64", "uint32": "u32"}.get(dtype, dtype)
         parts.append(f"{dtype}[{','.join(str(int(d)) for d in shape)}]" if shape is not None else dtype)
     return f"{name}({', '.join(parts)})"
 

@@ -69,7 +69,8 @@ class Rule:
 
 KERNEL_RULES = (
     Rule("SelectInt8Matvec", _is_int8_linear,
-         {"int8_matvec": ("float", "int64"), "matvec_block_int64": (4, 2), "matvec_unroll_int64": (1, 2)}),
+         {"int8_matvec": ("float", "int64", "smlad"), "matvec_block_int64": (4, 2, 3),
+          "matvec_unroll_int64": (1, 2)}),
     Rule("BlockMatvec", lambda f: _has_matvec(f) and not _is_int8_linear(f),
          {"matvec_block": (8, 2, 4, 16), "unroll": (4, 1, 2, 8)}),
     Rule("UnrollReductions", lambda f: _has_reduction(f) and not _has_matvec(f), {"unroll": (4, 1, 2, 8)}),
