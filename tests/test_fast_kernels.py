@@ -179,12 +179,14 @@ def test_no_libm_in_the_hot_path(built, built_m7):
 
 
 def test_generated_c_is_portable(built_m7, tmp_path):
-    """The M7 and LX7 records' C (FMA on and off, int64 int8 kernel): strict C99 on every
+    """The M7 and LX7 records' C (FMA on and off, SMLAD int8 kernel): strict C99 on every
     compiler, no float-constant ternary (LLVM 22's Xtensa backend crashes on those), no
     pointer type punning (the bit casts go through a union)."""
     spec, m7, _, _ = built_m7("kws10", "int8")
     lx7 = compile_model(spec, spec.sample_input.shape[1], weights="int8", pipeline=mcu_pipeline(**LX7))
     assert "fmaf(" in m7.sources["model_kernels.c"] and "fmaf(" not in lx7.sources["model_kernels.c"]
+    # the M7's int8 layers are the SMLAD kernel (its DSP path compiled below), the LX7's widen to float
+    assert "mamba_smlad(" in m7.sources["model_kernels.c"] and "mamba_smlad(" not in lx7.sources["model_kernels.c"]
     # no float division for LLVM 22 to turn into a __divsf3 call: a * fast_reciprocal(b)
     assert " / (" not in lx7.sources["model_kernels.c"] and "fast_reciprocal(" in lx7.sources["model_kernels.c"]
     compilers = {"gcc": ["gcc"], "clang": ["clang"],
