@@ -17,6 +17,9 @@ def kws10():
     return load_model(DEFAULT_MODEL)
 
 
+C_TYPE = {"float32": "float", "int8": "int8_t", "uint32": "uint32_t"}
+
+
 @pytest.mark.parametrize("fusion,weights", FORMS)
 def test_constants_named_after_layers(kws10, fusion, weights, tmp_path):
     import subprocess
@@ -37,10 +40,12 @@ def test_constants_named_after_layers(kws10, fusion, weights, tmp_path):
         assert re.fullmatch(rf"([sf]_)?w_{kernel}_\w+", name), (name, kernel)
         comment = re.search(rf"/\* {name}: shape [^*]*\*/", model_c)
         assert comment, name
-        if len(t.shape) == 3:  # blocked by BlockMatvec: the comment says how it is stored
+        if len(t.shape) == 3 and t.value.dtype.name == "uint32":  # packed for SMLAD: four int8 per word
+            assert f"words of four int8 weights (out/{t.shape[2]}, in/4, {t.shape[2]})" in comment.group()
+        elif len(t.shape) == 3:  # blocked by BlockMatvec: the comment says how it is stored
             assert f"register-blocked by {t.shape[2]}" in comment.group()
         # the call passes the array itself: no cast, the kernel parameter is const
-        assert f"({'float' if t.value.dtype.name == 'float32' else 'int8_t'}*){name}" not in model_c
+        assert f"({C_TYPE[t.value.dtype.name]}*){name}" not in model_c
         index = users[0].args.index(name)
         proto = re.search(rf"^void tvmgen_default_{kernel}\(([^)]*)\);$", header, flags=re.M).group(1)
         assert proto.split(", ")[index].startswith("const "), (kernel, proto)
