@@ -28,7 +28,8 @@ def model_passes(fusion: str = "timestep", weights: str = "fp32", lower: bool = 
     the baseline bench/kernels.py measures folding against)."""
     folding = [FoldLinearChains, MoveLinearAfterTimeMean, FoldLinearChains] if fold else []
     return ([relax.transform.DecomposeOpsForInference(), CanonicalizeImport, relax.transform.FoldConstant(),
-             *folding, SplitLinearOutputs, SinkBindings]
+             *folding, SplitLinearOutputs, relax.transform.CanonicalizeBindings(),
+             relax.transform.DeadCodeElimination(), SinkBindings]
             + [SplitTimeStep] * (fusion == "timestep")
             + [QuantizeWeights] * (weights == "int8")
             + [LowerMambaOps] * lower)
