@@ -11,6 +11,8 @@ import torch
 from tvm import relax
 from tvm.script import tirx as T
 
+from .signature import drop_params
+
 
 def linear_int8_reference(x: torch.Tensor, w_q: torch.Tensor, scale: torch.Tensor,
                           bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -47,28 +49,22 @@ def make_primfunc(rows: int, in_features: int, out_features: int, has_bias: bool
                     acc[vm, vn] = T.float32(0)
                 acc[vm, vn] = acc[vm, vn] + x[vm, vk] * T.Cast("float32", w_q[vn, vk])
 
-    if has_bias:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
-                        scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
-                        y: T.Buffer((rows, out_features), "float32")):
-            acc = T.sblock_alloc_buffer((rows, out_features), "float32")
-            matmul(x, w_q, acc)
-            for m, n in T.grid(rows, out_features):
-                with T.sblock("scale_bias"):
-                    vm, vn = T.axis.remap("SS", [m, n])
-                    y[vm, vn] = acc[vm, vn] * scale[vn] + bias[vn]
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
-                        scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
-            acc = T.sblock_alloc_buffer((rows, out_features), "float32")
-            matmul(x, w_q, acc)
-            for m, n in T.grid(rows, out_features):
-                with T.sblock("scale"):
-                    vm, vn = T.axis.remap("SS", [m, n])
-                    y[vm, vn] = acc[vm, vn] * scale[vn]
-    return linear_int8
+    def scaled(acc, scale, bias, vm, vn):
+        y = acc[vm, vn] * scale[vn]
+        return y if bias is None else y + bias[vn]
+
+    @T.prim_func(private=True, s_tir=True)
+    def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
+                    scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
+                    y: T.Buffer((rows, out_features), "float32")):
+        acc = T.sblock_alloc_buffer((rows, out_features), "float32")
+        matmul(x, w_q, acc)
+        for m, n in T.grid(rows, out_features):
+            with T.sblock("scale_bias" if has_bias else "scale"):
+                vm, vn = T.axis.remap("SS", [m, n])
+                y[vm, vn] = scaled(acc, scale, bias if has_bias else None, vm, vn)
+
+    return linear_int8 if has_bias else drop_params(linear_int8, "bias")
 
 
 #: the attribute carrying (rows, in, out, has_bias) on the float-accumulating kernel, so a pass
@@ -140,18 +136,13 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
                 vm, vn = T.axis.remap("SS", [m, n])
                 y[vm, vn] = to_float(acc, scale, xinv, bias, vm, vn)
 
-    if has_bias:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
-                        scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
-                        y: T.Buffer((rows, out_features), "float32")):
-            integer_linear(x, w_q, scale, bias, y)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
-                        scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
-            integer_linear(x, w_q, scale, None, y)
-    return linear_int8
+    @T.prim_func(private=True, s_tir=True)
+    def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
+                    scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
+                    y: T.Buffer((rows, out_features), "float32")):
+        integer_linear(x, w_q, scale, bias if has_bias else None, y)
+
+    return linear_int8 if has_bias else drop_params(linear_int8, "bias")
 
 
 #: the dual 16-bit kernel's sums stay below 2^31 for up to this many inputs (|half| <= 2^15, |w| <= 127)
@@ -242,18 +233,13 @@ def make_smlad_primfunc(rows: int, in_features: int, out_features: int, has_bias
                         y[m, nb * block + r] = _int64_as_float(total) * (scale[nb * block + r] * xinv)
 
     words = (out_features // block, quads, block)
-    if has_bias:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
-                        scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
-                        y: T.Buffer((rows, out_features), "float32")):
-            smlad_linear(x, w_q, scale, bias, y)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
-                        scale: T.Buffer((out_features,), "float32"), y: T.Buffer((rows, out_features), "float32")):
-            smlad_linear(x, w_q, scale, None, y)
-    return linear_int8
+    @T.prim_func(private=True, s_tir=True)
+    def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
+                    scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),
+                    y: T.Buffer((rows, out_features), "float32")):
+        smlad_linear(x, w_q, scale, bias if has_bias else None, y)
+
+    return linear_int8 if has_bias else drop_params(linear_int8, "bias")
 
 
 def relax_converter(node, importer):

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from tvm import relax
 from tvm.script import tirx as T
 
+from .signature import drop_params
+
 
 #: annotation of the loop over the state: exp(delta * a[n]) with delta >= 0 and a[n] = A[d, n]
 #: (times A_scale[n] with int8 A): the parameters whose constants bound exp's argument, read by
@@ -67,6 +69,7 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
     exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
+    a_dtype = "int8" if a_int8 else "float32"
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A_rows, a_row, D, z, y, h, delta, acc, b, d):
@@ -83,42 +86,30 @@ def make_primfunc(batch: int, length: int, d_inner: int, d_state: int, dt_rank: 
                 acc[0] = acc[0] + x_dbl[b, t, c_off + n] * h[n]
             y[b, t, d] = acc[0] * _silu(z[b, t, d])
 
-    if a_int8:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan(u: T.Buffer((batch, length, d_inner), "float32"),
-                           x_dbl: T.Buffer((batch, length, n_dbl), "float32"),
-                           dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                           dt_bias: T.Buffer((d_inner,), "float32"),
-                           A: T.Buffer((d_inner, d_state), "int8"),
-                           D: T.Buffer((d_inner,), "float32"),
-                           z: T.Buffer((batch, length, d_inner), "float32"),
-                           A_scale: T.Buffer((d_state,), "float32"),
-                           y: T.Buffer((batch, length, d_inner), "float32")):
-            h = T.alloc_buffer((d_state,), "float32")
+    @T.prim_func(private=True, s_tir=True)
+    def selective_scan(u: T.Buffer((batch, length, d_inner), "float32"),
+                       x_dbl: T.Buffer((batch, length, n_dbl), "float32"),
+                       dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
+                       dt_bias: T.Buffer((d_inner,), "float32"),
+                       A: T.Buffer((d_inner, d_state), a_dtype),
+                       D: T.Buffer((d_inner,), "float32"),
+                       z: T.Buffer((batch, length, d_inner), "float32"),
+                       A_scale: T.Buffer((d_state,), "float32"),
+                       y: T.Buffer((batch, length, d_inner), "float32")):
+        h = T.alloc_buffer((d_state,), "float32")
+        delta = T.alloc_buffer((1,), "float32")
+        acc = T.alloc_buffer((1,), "float32")
+        if a_int8:  # A's row dequantized once per channel, read T times
             a_row = T.alloc_buffer((1, d_state), "float32")
-            delta = T.alloc_buffer((1,), "float32")
-            acc = T.alloc_buffer((1,), "float32")
             for b, d in T.grid(batch, d_inner):
                 for n in range(d_state):
                     a_row[0, n] = T.Cast("float32", A[d, n]) * A_scale[n]
                 channel(u, x_dbl, dt_weight, dt_bias, a_row, 0, D, z, y, h, delta, acc, b, d)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan(u: T.Buffer((batch, length, d_inner), "float32"),
-                           x_dbl: T.Buffer((batch, length, n_dbl), "float32"),
-                           dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                           dt_bias: T.Buffer((d_inner,), "float32"),
-                           A: T.Buffer((d_inner, d_state), "float32"),
-                           D: T.Buffer((d_inner,), "float32"),
-                           z: T.Buffer((batch, length, d_inner), "float32"),
-                           y: T.Buffer((batch, length, d_inner), "float32")):
-            h = T.alloc_buffer((d_state,), "float32")
-            delta = T.alloc_buffer((1,), "float32")
-            acc = T.alloc_buffer((1,), "float32")
+        else:
             for b, d in T.grid(batch, d_inner):
                 channel(u, x_dbl, dt_weight, dt_bias, A, d, D, z, y, h, delta, acc, b, d)
 
-    return selective_scan
+    return selective_scan if a_int8 else drop_params(selective_scan, "A_scale")
 
 
 def _dims(u, A, dt_weight):
@@ -180,6 +171,7 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
     exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
+    a_dtype = "int8" if a_int8 else "float32"
 
     @T.macro
     def discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d):
@@ -196,45 +188,26 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         y[b, d] = acc[0]
 
-    if a_int8:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
-                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
-                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                                dt_bias: T.Buffer((d_inner,), "float32"),
-                                A: T.Buffer((d_inner, d_state), "int8"),
-                                D: T.Buffer((d_inner,), "float32"),
-                                z: T.Buffer((batch, d_inner), "float32"),
-                                h: T.Buffer((batch, d_inner, d_state), "float32"),
-                                A_scale: T.Buffer((d_state,), "float32"),
-                                y: T.Buffer((batch, d_inner), "float32")):
-            acc = T.alloc_buffer((1,), "float32")
-            for b, d in T.grid(batch, d_inner):
-                discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
-            for b, d in T.grid(batch, d_inner):
-                update(u, x_dbl, A, A_scale, D, h, y, acc, b, d)
-            for b, d in T.grid(batch, d_inner):
-                _silu_gate(z, y, b, d)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
-                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
-                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                                dt_bias: T.Buffer((d_inner,), "float32"),
-                                A: T.Buffer((d_inner, d_state), "float32"),
-                                D: T.Buffer((d_inner,), "float32"),
-                                z: T.Buffer((batch, d_inner), "float32"),
-                                h: T.Buffer((batch, d_inner, d_state), "float32"),
-                                y: T.Buffer((batch, d_inner), "float32")):
-            acc = T.alloc_buffer((1,), "float32")
-            for b, d in T.grid(batch, d_inner):
-                discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
-            for b, d in T.grid(batch, d_inner):
-                update(u, x_dbl, A, None, D, h, y, acc, b, d)
-            for b, d in T.grid(batch, d_inner):
-                _silu_gate(z, y, b, d)
+    @T.prim_func(private=True, s_tir=True)
+    def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
+                            x_dbl: T.Buffer((batch, n_dbl), "float32"),
+                            dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
+                            dt_bias: T.Buffer((d_inner,), "float32"),
+                            A: T.Buffer((d_inner, d_state), a_dtype),
+                            D: T.Buffer((d_inner,), "float32"),
+                            z: T.Buffer((batch, d_inner), "float32"),
+                            h: T.Buffer((batch, d_inner, d_state), "float32"),
+                            A_scale: T.Buffer((d_state,), "float32"),
+                            y: T.Buffer((batch, d_inner), "float32")):
+        acc = T.alloc_buffer((1,), "float32")
+        for b, d in T.grid(batch, d_inner):
+            discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
+        for b, d in T.grid(batch, d_inner):
+            update(u, x_dbl, A, A_scale if a_int8 else None, D, h, y, acc, b, d)
+        for b, d in T.grid(batch, d_inner):
+            _silu_gate(z, y, b, d)
 
-    return selective_scan_step
+    return selective_scan_step if a_int8 else drop_params(selective_scan_step, "A_scale")
 
 
 def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
@@ -245,6 +218,7 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
     exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
+    a_dtype = "int8" if a_int8 else "float32"
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, z, h, dl, acc, b, d):
@@ -258,37 +232,22 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         u[b, d] = acc[0] * _silu(z[b, d])
 
-    if a_int8:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
-                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
-                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                                dt_bias: T.Buffer((d_inner,), "float32"),
-                                A: T.Buffer((d_inner, d_state), "int8"),
-                                D: T.Buffer((d_inner,), "float32"),
-                                z: T.Buffer((batch, d_inner), "float32"),
-                                h: T.Buffer((batch, d_inner, d_state), "float32"),
-                                A_scale: T.Buffer((d_state,), "float32")):
-            dl = T.alloc_buffer((1,), "float32")
-            acc = T.alloc_buffer((1,), "float32")
-            for b, d in T.grid(batch, d_inner):
-                channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, z, h, dl, acc, b, d)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
-                                x_dbl: T.Buffer((batch, n_dbl), "float32"),
-                                dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                                dt_bias: T.Buffer((d_inner,), "float32"),
-                                A: T.Buffer((d_inner, d_state), "float32"),
-                                D: T.Buffer((d_inner,), "float32"),
-                                z: T.Buffer((batch, d_inner), "float32"),
-                                h: T.Buffer((batch, d_inner, d_state), "float32")):
-            dl = T.alloc_buffer((1,), "float32")
-            acc = T.alloc_buffer((1,), "float32")
-            for b, d in T.grid(batch, d_inner):
-                channel(u, x_dbl, dt_weight, dt_bias, A, None, D, z, h, dl, acc, b, d)
+    @T.prim_func(private=True, s_tir=True)
+    def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
+                            x_dbl: T.Buffer((batch, n_dbl), "float32"),
+                            dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
+                            dt_bias: T.Buffer((d_inner,), "float32"),
+                            A: T.Buffer((d_inner, d_state), a_dtype),
+                            D: T.Buffer((d_inner,), "float32"),
+                            z: T.Buffer((batch, d_inner), "float32"),
+                            h: T.Buffer((batch, d_inner, d_state), "float32"),
+                            A_scale: T.Buffer((d_state,), "float32")):
+        dl = T.alloc_buffer((1,), "float32")
+        acc = T.alloc_buffer((1,), "float32")
+        for b, d in T.grid(batch, d_inner):
+            channel(u, x_dbl, dt_weight, dt_bias, A, A_scale if a_int8 else None, D, z, h, dl, acc, b, d)
 
-    return selective_scan_step
+    return selective_scan_step if a_int8 else drop_params(selective_scan_step, "A_scale")
 
 
 def relax_step_converter(node, importer):
