@@ -207,6 +207,23 @@ def test_generated_c_is_portable(built_m7, tmp_path):
                 assert proc.returncode == 0, (label, cc, proc.stderr)
 
 
+def test_c_without_gnu_extensions_gives_the_same_bits(built_m7, tmp_path):
+    """The M7 record's int8 C built by a compiler that is not GCC or Clang (clang with
+    __GNUC__ undefined, contraction off like GCC's C99): the pair loads go through memcpy, the
+    SMLAD helpers are plain C; the logits are the GNU build's, bit for bit."""
+    spec, m7, out, gnu_exe = built_m7("kws10", "int8")
+    src = m7.sources["model_kernels.c"]
+    assert "mamba_load_pair(" in src and "mamba_smlad(" in src
+    non_gnu = ("-U__GNUC__", "-ffp-contract=off")
+    exe = build_host_runner(out, m7.c_files, cc="clang", out=tmp_path / "non_gnu_runner", flags=non_gnu)
+    # what the preprocessor kept: memcpy pair loads, the portable multiply-add
+    pre = subprocess.run(["clang", *non_gnu, "-E", "-P", "-I", str(out), str(out / "model_kernels.c")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "memcpy(&d, p, sizeof d)" in pre and "mamba_half(" in pre and "may_alias" not in pre
+    xs = _inputs(spec, n=3)
+    np.testing.assert_array_equal(run_many(exe, xs), run_many(gnu_exe, xs))
+
+
 def test_reciprocal_keeps_sign_and_ieee_ends(tmp_path):
     """fast_reciprocal on negative, zero, tiny and huge divisors: the sign of 1/b, within 2.5
     ulp in range, NaN for 0 (never a finite wrong value), the documented clamp beyond 2^126."""

@@ -14,9 +14,10 @@ from ..resources import runtime_dir
 RUNTIME_C = runtime_dir()
 
 
-def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None) -> Path:
+def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None,
+                      flags: tuple[str, ...] = ()) -> Path:
     exe = out or model_dir / "host_runner"
-    cmd = [cc, *STRICT_C99, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
+    cmd = [cc, *STRICT_C99, *flags, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
            str(RUNTIME_C / "host_main.c"), "-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
