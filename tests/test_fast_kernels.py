@@ -270,6 +270,18 @@ def test_matvec_weights_are_laid_out_for_the_loop(built_m7):
     assert all(k.attrs and "tirx.is_scheduled" in k.attrs for n, k in step.kernels.items() if "proj" in n)
 
 
+def test_int8_x_proj_workspace_takes_the_gate_slot(built_m7):
+    """KWS-10 int8 with the M7 record: the gate z is projected after x_proj (CanonicalizeBindings,
+    DeadCodeElimination, SinkBindings), so x_proj's packed x (512 B, over the 160 B stack limit)
+    lives in the arena where z goes later, and the conv still writes over in_proj's x: the
+    arena is fp32's 1,168 B."""
+    _, m7, _, _ = built_m7("kws10", "int8")
+    step = m7.programs["step"]
+    order = [c.kernel for c in step.calls]
+    assert order.index("mamba_x_proj_int8") < order.index("mamba_in_proj_1_int8") < order.index("mamba_scan_step")
+    assert step.arena_bytes == 1168, step.arena_bytes
+
+
 def test_scan_range_check_hoisted(built_m7):
     """The scan proves exp's argument range per channel from A's build-time bounds: one guard
     per channel (an upper bound only: delta is a softplus result, >= 0, and torch's threshold
