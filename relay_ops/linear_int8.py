@@ -78,6 +78,12 @@ def _int64_as_float(total):
             + T.Cast("float32", T.Cast("uint32", total)))
 
 
+def _scaled_sum(total, scale, xinv, bias, n):
+    """Output n from its exact sum: as float, scaled (the weight row's scale, x's 2^-s), + bias."""
+    y = _int64_as_float(total) * (scale[n] * xinv)
+    return y if bias is None else y + bias[n]
+
+
 def _exponent_scales(amax):
     """(2^s, 2^-s) for a row whose largest magnitude is amax: with e the biased exponent of
     amax (at least 30), 2^s = 2^(156 - e) puts every |x * 2^s| below 2^30."""
@@ -118,11 +124,6 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
                     acc[vm, vn] = T.int64(0)
                 acc[vm, vn] = acc[vm, vn] + T.Cast("int64", xq[vm, vk]) * T.Cast("int64", w_q[vn, vk])
 
-    def to_float(acc, scale, xinv, bias, vm, vn):
-        """y[m, n]: the sum as float, scaled (scale of the weight row, 2^-s of x's row), + bias."""
-        y = _int64_as_float(acc[vm, vn]) * (scale[vn] * xinv[vm])
-        return y if bias is None else y + bias[vn]
-
     @T.macro
     def integer_linear(x, w_q, scale, bias, y):
         amax = T.sblock_alloc_buffer((rows,), "float32")
@@ -134,7 +135,7 @@ def make_integer_primfunc(rows: int, in_features: int, out_features: int, has_bi
         for m, n in T.grid(rows, out_features):
             with T.sblock("to_float"):
                 vm, vn = T.axis.remap("SS", [m, n])
-                y[vm, vn] = to_float(acc, scale, xinv, bias, vm, vn)
+                y[vm, vn] = _scaled_sum(acc[vm, vn], scale, xinv[vm], bias, vn)
 
     @T.prim_func(private=True, s_tir=True)
     def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer((out_features, in_features), "int8"),
@@ -227,12 +228,10 @@ def make_smlad_primfunc(rows: int, in_features: int, out_features: int, has_bias
                             lo[r] = T.call_extern("int32", "mamba_smlad", x_halves[(qo * u + qi) * 4 + 3], w23, lo[r])
                 for r in T.unroll(block):
                     total = T.bind(T.Cast("int64", hi[r]) * T.int64(32768) + T.Cast("int64", lo[r]))
-                    if has_bias:
-                        y[m, nb * block + r] = _int64_as_float(total) * (scale[nb * block + r] * xinv) + bias[nb * block + r]
-                    else:
-                        y[m, nb * block + r] = _int64_as_float(total) * (scale[nb * block + r] * xinv)
+                    y[m, nb * block + r] = _scaled_sum(total, scale, xinv, bias, nb * block + r)
 
     words = (out_features // block, quads, block)
+
     @T.prim_func(private=True, s_tir=True)
     def linear_int8(x: T.Buffer((rows, in_features), "float32"), w_q: T.Buffer(words, "uint32"),
                     scale: T.Buffer((out_features,), "float32"), bias: T.Buffer((out_features,), "float32"),

@@ -124,7 +124,8 @@ def _lower(bb, op: str, args: list, name: str, consumable: frozenset = frozenset
         batch, d_inner = _shape(args[0])
         d_state, dt_rank = _shape(args[4])[1], _shape(args[2])[1]
         if 0 in consumable:  # y written over u
-            func = selective_scan.make_step_primfunc_over_u(batch, d_inner, d_state, dt_rank, a_int8=len(args) == 9)
+            func = selective_scan.make_step_primfunc(batch, d_inner, d_state, dt_rank, a_int8=len(args) == 9,
+                                                   over_u=True)
             return relax.call_tir_inplace(bb.add_func(func, name), args, [0, 7], [args[0].ty, args[7].ty])
         func = selective_scan.make_step_primfunc(batch, d_inner, d_state, dt_rank, a_int8=len(args) == 9)
         return relax.call_tir_inplace(bb.add_func(func, name), args, [-1, 7], [args[0].ty, args[7].ty])

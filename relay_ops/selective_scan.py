@@ -161,13 +161,19 @@ def _silu_gate(z, y, b, d):
     y[b, d] = y[b, d] * _silu(z[b, d])
 
 
-def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
+def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False,
+                       over_u: bool = False):
     """TIR: the body of the sequential scan for one t; the state is updated in place.
 
-    Three passes over the channels, with y as the scratch vector between them: delta for
-    every channel (dt_proj, softplus), then the state update with its exp per state entry,
-    then the SiLU gate. Each loop then keeps its own constants (the exp and softplus
-    polynomials) in registers instead of reloading them per channel."""
+    y in its own vector: three passes over the channels, with y as the scratch vector between
+    them: delta for every channel (dt_proj, softplus), then the state update with its exp per
+    state entry, then the SiLU gate. Each loop then keeps its own constants (the exp and
+    softplus polynomials) in registers instead of reloading them per channel.
+
+    over_u: y written over u (call_tir_inplace on u, which nothing reads after the scan), one
+    vector of RAM less. One pass: per channel delta (a scalar), the state update and the gated
+    y[d] = acc * SiLU(z[d]) written where u[d] was read (a second pass for the gate cost KWS-10
+    on the M7 14 K instructions more: a reload and a store per channel)."""
     n_dbl = dt_rank + 2 * d_state
     b_off, c_off = dt_rank, dt_rank + d_state
     exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
@@ -187,38 +193,6 @@ def make_step_primfunc(batch: int, d_inner: int, d_state: int, dt_rank: int, a_i
             h[b, d, n] = T.exp(y[b, d] * _a_float(A, A_scale, d, n)) * h[b, d, n] + x_dbl[b, b_off + n] * (y[b, d] * u[b, d])
             acc[0] = acc[0] + x_dbl[b, c_off + n] * h[b, d, n]
         y[b, d] = acc[0]
-
-    @T.prim_func(private=True, s_tir=True)
-    def selective_scan_step(u: T.Buffer((batch, d_inner), "float32"),
-                            x_dbl: T.Buffer((batch, n_dbl), "float32"),
-                            dt_weight: T.Buffer((d_inner, dt_rank), "float32"),
-                            dt_bias: T.Buffer((d_inner,), "float32"),
-                            A: T.Buffer((d_inner, d_state), a_dtype),
-                            D: T.Buffer((d_inner,), "float32"),
-                            z: T.Buffer((batch, d_inner), "float32"),
-                            h: T.Buffer((batch, d_inner, d_state), "float32"),
-                            A_scale: T.Buffer((d_state,), "float32"),
-                            y: T.Buffer((batch, d_inner), "float32")):
-        acc = T.alloc_buffer((1,), "float32")
-        for b, d in T.grid(batch, d_inner):
-            discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
-        for b, d in T.grid(batch, d_inner):
-            update(u, x_dbl, A, A_scale if a_int8 else None, D, h, y, acc, b, d)
-        for b, d in T.grid(batch, d_inner):
-            _silu_gate(z, y, b, d)
-
-    return selective_scan_step if a_int8 else drop_params(selective_scan_step, "A_scale")
-
-
-def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: int, a_int8: bool = False):
-    """The step kernel writing y over u (call_tir_inplace on u, which nothing reads after the
-    scan): one vector of RAM less. One pass: per channel delta (a scalar), the state update
-    and the gated y[d] = acc * SiLU(z[d]) written where u[d] was read (a second pass for the
-    gate cost KWS-10 on the M7 14 K instructions more: a reload and a store per channel)."""
-    n_dbl = dt_rank + 2 * d_state
-    b_off, c_off = dt_rank, dt_rank + d_state
-    exp_factor = ["A", "A_scale"] if a_int8 else ["A"]
-    a_dtype = "int8" if a_int8 else "float32"
 
     @T.macro
     def channel(u, x_dbl, dt_weight, dt_bias, A, A_scale, D, z, h, dl, acc, b, d):
@@ -241,13 +215,23 @@ def make_step_primfunc_over_u(batch: int, d_inner: int, d_state: int, dt_rank: i
                             D: T.Buffer((d_inner,), "float32"),
                             z: T.Buffer((batch, d_inner), "float32"),
                             h: T.Buffer((batch, d_inner, d_state), "float32"),
-                            A_scale: T.Buffer((d_state,), "float32")):
-        dl = T.alloc_buffer((1,), "float32")
-        acc = T.alloc_buffer((1,), "float32")
-        for b, d in T.grid(batch, d_inner):
-            channel(u, x_dbl, dt_weight, dt_bias, A, A_scale if a_int8 else None, D, z, h, dl, acc, b, d)
+                            A_scale: T.Buffer((d_state,), "float32"),
+                            y: T.Buffer((batch, d_inner), "float32")):
+        if over_u:
+            dl = T.alloc_buffer((1,), "float32")
+            acc = T.alloc_buffer((1,), "float32")
+            for b, d in T.grid(batch, d_inner):
+                channel(u, x_dbl, dt_weight, dt_bias, A, A_scale if a_int8 else None, D, z, h, dl, acc, b, d)
+        else:
+            acc = T.alloc_buffer((1,), "float32")
+            for b, d in T.grid(batch, d_inner):
+                discretize(x_dbl, dt_weight, dt_bias, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                update(u, x_dbl, A, A_scale if a_int8 else None, D, h, y, acc, b, d)
+            for b, d in T.grid(batch, d_inner):
+                _silu_gate(z, y, b, d)
 
-    return selective_scan_step if a_int8 else drop_params(selective_scan_step, "A_scale")
+    return drop_params(selective_scan_step, *(["A_scale"] * (not a_int8) + ["y"] * over_u))
 
 
 def relax_step_converter(node, importer):

@@ -220,7 +220,6 @@ def strip_tvm_boilerplate(src: str) -> str:
     text = re.sub(r"^// tvm target:.*\n", "", text, flags=re.M)
     text = re.sub(r"^#include <(math|stdbool)\.h>\n", "", text, flags=re.M)
     text = re.sub(r"^void \w+\([^)]*\);\n", "", text, flags=re.M)
-    text = re.sub(r"^\w+ (mamba_smlad|mamba_sxtb16\w*)\([^)]*\);\n", "", text, flags=re.M)
     # scalar helpers (declared before the kernels): defined once, inlined by the C compiler
     text = re.sub(r"^float (\w+\()", r"static inline float \1", text, flags=re.M)
     text = _bit_casts(text)
