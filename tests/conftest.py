@@ -34,6 +34,20 @@ RANDOM_MODELS = {
 RANDOM_INPUT_SCALE = 10.0
 
 
+def host_library(tmp_path: Path, c_source: str, name: str = "k"):
+    """`c_source` (after <stdint.h>) built with the host gcc under the strict flags as a shared
+    library and loaded: kernels and helpers called directly from a test."""
+    import ctypes
+    import subprocess
+
+    from mamba_tvm.codegen import STRICT_C99
+
+    c, lib = tmp_path / f"{name}.c", tmp_path / f"{name}.so"
+    c.write_text("#include <stdint.h>\n" + c_source)
+    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
+    return ctypes.CDLL(str(lib))
+
+
 def make_random_model(name: str):
     return random_model(**RANDOM_MODELS[name][0])
 

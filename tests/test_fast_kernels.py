@@ -19,7 +19,7 @@ from mamba_tvm.device.host import build_host_runner, run_host
 from mamba_tvm.pipeline import mcu_pipeline
 from schedules import load_schedule
 from tests import reference_f64
-from tests.conftest import FIXTURES, RANDOM_MODELS, inputs_like, reference_params
+from tests.conftest import FIXTURES, RANDOM_MODELS, host_library, inputs_like, reference_params
 
 N_RANDOM = 200  # inputs drawn like the sample, per fixture (host builds)
 M7 = load_schedule("cortex-m7")
@@ -233,11 +233,7 @@ def test_reciprocal_keeps_sign_and_ieee_ends(tmp_path):
     from mamba_tvm.passes import fast_math as fm
 
     src = emit_helpers_c({"fast_reciprocal": fm.fast_reciprocal()})
-    c = tmp_path / "r.c"
-    c.write_text("#include <stdint.h>\n" + src + "\nfloat recip(float b) { return fast_reciprocal(b); }\n")
-    lib = tmp_path / "r.so"
-    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
-    recip = ctypes.CDLL(str(lib)).recip
+    recip = host_library(tmp_path, src + "\nfloat recip(float b) { return fast_reciprocal(b); }\n", "r").recip
     recip.argtypes, recip.restype = [ctypes.c_float], ctypes.c_float
     for b in (-3.0, -1e-30, -7.5e20, 1.0, 3.0, 1e-37, 2.0e37):
         want = np.float32(1.0 / np.float64(b))

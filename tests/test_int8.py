@@ -82,20 +82,13 @@ def test_int8_two_stacked_blocks_streaming(built):
 def _host_kernels(tmp_path, funcs: dict):
     """The kernels' C (emit_kernels_c), built with the host gcc under the strict flags and
     loaded: the portable branch of the SMLAD helpers, whose integers the DSP instructions equal."""
-    import ctypes
-    import subprocess
-
     import tvm
 
-    from mamba_tvm.codegen import STRICT_C99
     from mamba_tvm.codegen.plain_c import emit_kernels_c
+    from tests.conftest import host_library
 
     src, _ = emit_kernels_c(tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in funcs.items()}))
-    c = tmp_path / "k.c"
-    c.write_text("#include <stdint.h>\n" + src)
-    lib = tmp_path / "k.so"
-    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
-    return src, ctypes.CDLL(str(lib))
+    return src, host_library(tmp_path, src)
 
 
 def _rows_like(rng, rows: int, k: int, w0: np.ndarray) -> np.ndarray:

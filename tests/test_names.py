@@ -5,6 +5,7 @@ import re
 import pytest
 
 from mamba_tvm.codegen import STRICT_C99
+from mamba_tvm.codegen.aot import C_TYPES
 
 FORMS = [("timestep", "fp32"), ("timestep", "int8"), ("layer", "fp32")]
 
@@ -15,9 +16,6 @@ def kws10():
     from mamba_tvm.frontend.model import load_model
 
     return load_model(DEFAULT_MODEL)
-
-
-C_TYPE = {"float32": "float", "int8": "int8_t", "uint32": "uint32_t"}
 
 
 @pytest.mark.parametrize("fusion,weights", FORMS)
@@ -45,7 +43,7 @@ def test_constants_named_after_layers(kws10, fusion, weights, tmp_path):
         elif len(t.shape) == 3:  # blocked by BlockMatvec: the comment says how it is stored
             assert f"register-blocked by {t.shape[2]}" in comment.group()
         # the call passes the array itself: no cast, the kernel parameter is const
-        assert f"({C_TYPE[t.value.dtype.name]}*){name}" not in model_c
+        assert f"({C_TYPES[t.value.dtype.name]}*){name}" not in model_c
         index = users[0].args.index(name)
         proto = re.search(rf"^void tvmgen_default_{kernel}\(([^)]*)\);$", header, flags=re.M).group(1)
         assert proto.split(", ")[index].startswith("const "), (kernel, proto)

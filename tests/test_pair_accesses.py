@@ -14,9 +14,9 @@ import pytest
 import tvm
 from tvm.script import tirx as T
 
-from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.codegen.plain_c import emit_kernels_c
 from mamba_tvm.passes.pair_accesses import PAIRABLE
+from tests.conftest import host_library
 from tests.test_fast_kernels import _kernel, built_m7  # noqa: F401  (session fixture)
 
 
@@ -59,11 +59,7 @@ def _compiled(prim_func, tmp_path):
     """(C body of `k`, the function loaded from a gcc build) with w and h pairable."""
     func = prim_func.with_attr(PAIRABLE, ["w", "h"]).with_attr("global_symbol", "k")
     src, _ = emit_kernels_c(tvm.IRModule({"k": func}))
-    c = tmp_path / "k.c"
-    c.write_text("#include <stdint.h>\n" + src)
-    lib = tmp_path / "k.so"
-    subprocess.run(["gcc", "-O2", *STRICT_C99, "-fPIC", "-shared", str(c), "-o", str(lib)], check=True)
-    return src[src.index("void k("):], ctypes.CDLL(str(lib)).k
+    return src[src.index("void k("):], host_library(tmp_path, src).k
 
 
 def test_pairing_keeps_the_kernels_meaning(tmp_path):
