@@ -3,6 +3,7 @@ serve (with their stored layout), const kernel signatures, no const cast away in
 import re
 
 import pytest
+import tvm
 
 from mamba_tvm.codegen import STRICT_C99
 from mamba_tvm.codegen.aot import C_TYPES
@@ -62,8 +63,22 @@ def test_constants_named_after_layers(kws10, fusion, weights, tmp_path):
 
 
 def test_written_params_sees_stores_and_escapes():
-    from mamba_tvm.codegen.aot import written_params
+    """const only for what the lowered TIR reads: a store, a paired store and an address handed
+    to any call but a paired load all count as writes."""
+    from tvm.script import tirx as T
 
-    src = ("void k(float* restrict a, float* restrict b, float* restrict c, float* restrict d, float* restrict e) {\n"
-           "  float* p = d;\n  c[(i + a[0])] = b[i];\n  e[0] += 1.0f;\n  p[0] = a[b[1] == 0.0f];\n}\n")
-    assert written_params(src, "k", ["a", "b", "c", "d", "e"]) == {"c", "d", "e"}
+    from mamba_tvm.codegen.aot import written_params
+    from mamba_tvm.codegen.plain_c import lower_kernels
+
+    @T.prim_func
+    def k(a: T.Buffer((4,), "float32"), b: T.Buffer((4,), "float32"), c: T.Buffer((4,), "float32"),
+          d: T.Buffer((4,), "float32"), e: T.Buffer((4,), "float32"), f: T.Buffer((4,), "float32")):
+        T.func_attr({"global_symbol": "k"})
+        pair = T.call_extern("float64", "mamba_load_pair", T.address_of(b[0]))
+        c[T.Cast("int32", a[0])] = T.call_extern("float32", "mamba_pair_lo", pair)
+        T.evaluate(T.call_extern("int32", "mamba_store_pair", T.address_of(d[0]), a[1], a[2]))
+        T.evaluate(T.call_extern("int32", "consume", T.address_of(e[0])))
+        f[0] = f[0] + T.float32(1)
+
+    lowered = lower_kernels(tvm.IRModule({"k": k}))["k"]
+    assert written_params(lowered) == {"c", "d", "e", "f"}

@@ -8,11 +8,15 @@ fixed; nothing is allocated at run time.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import tvm
+import tvm_ffi
+from tvm import ir, tirx
 
 from ..plan import PlannedProgram, model_fingerprint
+from ..passes.pair_accesses import LOAD_PAIR
 from .plain_c import emit_kernels_c, restrict_params
 
 PREFIX = "tvmgen_default"
@@ -46,33 +50,31 @@ def _array_initializer(values: np.ndarray, per_line: int = 8) -> str:
     return "{\n  " + ",\n  ".join(lines) + "\n}"
 
 
-def written_params(c_source: str, function: str, params: list[str]) -> set[str]:
-    """Pointer parameters the C definition of `function` may write through: stored to
-    (`p[i] = ...`), or used other than as `p[...]` (handed on, offset). The others get
-    `const`, so weights and the caller's input are passed without casting const away
-    (-Wcast-qual)."""
-    m = re.search(rf"^void {function}\([^)]*\) \{{$(.*?)^\}}$", c_source, flags=re.M | re.S)
-    if m is None:
-        return set(params)
-    body = m.group(1)
-    written = set()
-    for p in params:
-        uses = [u.end() for u in re.finditer(rf"(?<![\w.>])\b{re.escape(p)}\b", body)]
-        for end in uses:
-            if end >= len(body) or body[end] != "[":
-                written.add(p)  # aliased or handed on: cannot promise const
-                break
-            depth, i = 0, end
-            while i < len(body):  # the matching ]
-                depth += {"[": 1, "]": -1}.get(body[i], 0)
-                if depth == 0:
-                    break
-                i += 1
-            if re.match(r"\s*([-+*/%&|^]|<<|>>)?=(?!=)", body[i + 1:]) or body[:end].endswith(
-                    f"mamba_store_pair((&({p}"):  # a paired store (passes/pair_accesses.py)
-                written.add(p)
-                break
-    return written
+def written_params(func: tirx.PrimFunc) -> set[str]:
+    """Parameters the lowered kernel `func` may write through: stored to, stored to in pairs
+    (passes/pair_accesses.py), or whose address escapes (handed to any call but a paired
+    load). The others get `const`, so weights and the caller's input are passed without
+    casting const away (-Wcast-qual)."""
+    params = {p.name for p in func.params}
+    written, addressed, pair_loaded = set(), Counter(), Counter()
+
+    def store(stmt):
+        written.add(stmt.buffer.name)
+        return stmt
+
+    def call(expr):
+        if isinstance(expr.op, ir.Op) and expr.op.name == "tirx.address_of":
+            addressed[expr.args[0].source.name] += 1
+        elif isinstance(expr.op, ir.Op) and expr.op.name in ("tirx.call_extern", "tirx.call_pure_extern"):
+            callee, args = str(expr.args[0].value), expr.args[1:]
+            if callee == LOAD_PAIR:
+                pair_loaded[args[0].args[0].source.name] += 1
+            written.update(a.name for a in args if isinstance(a, ir.expr.Var))  # a pointer handed on
+        return expr
+
+    tvm_ffi.structural_map(func.body, [(tirx.BufferStore, store), (ir.expr.Call, call)])
+    written.update(name for name, n in addressed.items() if n > pair_loaded[name])
+    return written & params
 
 
 def emit_model(programs: dict[str, PlannedProgram], model_name: str, mode: str = "sequence",
@@ -89,7 +91,7 @@ def emit_model(programs: dict[str, PlannedProgram], model_name: str, mode: str =
     kernels_src, lowered = emit_kernels_c(kernel_mod, helpers, PREFIX)
     prototypes = []
     for name in kernels:
-        written = written_params(kernels_src, f"{PREFIX}_{name}", [p.name for p in lowered[name].params])
+        written = written_params(lowered[name])
         params = restrict_params(", ".join(f"{_c_type(p.ty.element_type.dtype)}* {p.name}" for p in lowered[name].params))
         params = ", ".join(("const " if p.name not in written else "") + text
                            for p, text in zip(lowered[name].params, params.split(", ")))
