@@ -335,7 +335,7 @@ def draw(report: dict, png: Path) -> None:
     ax.text(-0.45, top, f"arena {top:,} B", va="bottom", ha="left", fontsize=8)
     # the state (and the stack) can be many times the arena: drawn as bands of a fixed height
     # above it, not to scale, their sizes written on them
-    state = sum(prog["state"].values()) or t["state_bytes"]
+    state = t["state_bytes"]  # what RAM holds: the state struct (tensors + step counter), as in the title
     stack = t["stack_bytes"] or 0
     band = max(top * 0.22, 1)
     ax.add_patch(Rectangle((-0.5, top * 1.04), len(calls), band, facecolor="#cfd8e6", edgecolor="#5a6f8f",

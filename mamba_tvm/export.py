@@ -58,7 +58,7 @@ def _main(argv) -> int:
     from .frontend.check_inputs import check_input
     from .frontend.model import load_model
 
-    p = argument_parser(prog="python -m mamba_tvm.export", description=__doc__.splitlines()[0])
+    p = argument_parser(prog="python -m mamba_tvm.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None, help="model file (default: the bundled KWS-10)")
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write (must not exist)")
     p.add_argument("--seq-len", type=int, default=None, help="T of the exported input (default: the sample's)")

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stride", type=int, default=1, help="test every N-th float32 bit pattern (1: all)")
     p.add_argument("--no-fma", action="store_true", help="helpers with mul+add (the Xtensa LX7 build)")
-    p.add_argument("--exp", default="poly6", help="helper variant: poly6 or tableN (N = 16 ... 256)")
+    p.add_argument("--exp", default="poly6", help="helper variant: poly6 or tableN (N = 16 ... 256, 1024)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     results = measure(args.stride, not args.no_fma, args.exp)
