@@ -21,12 +21,14 @@ class CompileResult:
 
 def compile(module, example_inputs, target: str = "qemu/mps2_an500", out: str | Path | None = None,
             mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", run: bool = False,
-            app: str = "run", name: str = "model") -> CompileResult:  # noqa: A001  (named like torch.compile)
+            app: str = "run", name: str = "model", module_name: str = "default") -> CompileResult:  # noqa: A001
     """Compile `module` for `target`; example_inputs: a (1, T, features) tensor (or a 1-tuple of
-    one), whose T is the compiled sequence length and which the build checks and bakes in."""
+    one), whose T is the compiled sequence length and which the build checks and bakes in.
+    (Named like torch.compile.) module_name: the C prefix tvmgen_<module_name>_ (build's --module-name)."""
     from .driver import build_model
     from .frontend.model import model_from_module
 
     model = model_from_module(module, example_inputs, name)
-    report, compiled = build_model(target, model, out, model.sample_input.shape[1], run, mode, fusion, weights, app)
+    report, compiled = build_model(target, model, out, model.sample_input.shape[1], run, mode, fusion, weights, app,
+                                   module_name=module_name)
     return CompileResult(report, compiled, Path(report["out_dir"]))

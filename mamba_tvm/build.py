@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--emit", action="append", choices=["mlf", "zephyr-module"], default=[],
                    help="also write mlf: model.tar in Model Library Format (microTVM v0.18); zephyr-module: "
                         "zephyr_module/, the model as a Zephyr module for a west workspace (repeatable)")
+    p.add_argument("--module-name", default="default",
+                   help="prefix of the model's C names: tvmgen_<name>_run, TVMGEN_<NAME>_*, as microTVM's "
+                        "tvmc --module-name (several models in one firmware; default: default)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no summary table on stderr (progress shows only when stderr is a terminal anyway)")
     return p.parse_args(argv)
@@ -88,7 +91,7 @@ def _main(argv) -> int:
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
                        seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
                        weights=args.weights, app=args.app or "run", trust_pickle=args.trust_pickle,
-                       emit=tuple(dict.fromkeys(args.emit)))
+                       emit=tuple(dict.fromkeys(args.emit)), module_name=args.module_name)
     for note in report.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if not args.quiet:

@@ -8,6 +8,7 @@ from pathlib import Path
 import tvm
 
 from .codegen.aot import emit_model, state_struct_bytes
+from .codegen.module_name import DEFAULT as DEFAULT_MODULE, check_module_name, rename
 from .frontend import ModelSpec
 from .errors import CompileError
 from .importer import import_module
@@ -25,6 +26,7 @@ class CompiledModel:
     mode: str = "sequence"
     fusion: str = "layer"
     weights: str = "fp32"
+    module_name: str = DEFAULT_MODULE  # the C prefix tvmgen_<module_name>_ (codegen/module_name.py)
 
     @property
     def program(self) -> PlannedProgram:
@@ -117,7 +119,8 @@ def import_model(model, seq_len: int) -> tvm.IRModule:
 
 def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
                   weights: str = "fp32", pipeline: tvm.transform.Pass | None = None,
-                  n_features: int | None = None, name: str | None = None, fold: bool = True) -> CompiledModel:
+                  n_features: int | None = None, name: str | None = None, fold: bool = True,
+                  module_name: str = DEFAULT_MODULE) -> CompiledModel:
     """Compile a model (a frontend Model, a TinyMamba ModelSpec, or an nn.Module taking
     (1, T, n_features)) for a (1, seq_len, features) input.
 
@@ -125,7 +128,7 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
     fusion "timestep": the graph is split into a per-frame step and a finish (SplitTimeStep),
     and the time loop runs around the step, so no (T, d) tensor exists; "layer": each layer runs
     over the whole sequence (TVM's usual plan). fold=False skips the exact linear folding
-    (the baseline of bench/kernels.py)."""
+    (the baseline of bench/kernels.py). module_name: the C names' prefix (tvmgen_<name>_)."""
     from .pipeline import model_passes
 
     if mode not in MODES or fusion not in FUSIONS or weights not in WEIGHTS:
@@ -133,6 +136,7 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
                            f"(modes {MODES}, fusions {FUSIONS}, weights {WEIGHTS})")
     if mode == "stream" and fusion != "timestep":
         raise CompileError("streaming needs time-step fusion")
+    check_module_name(module_name)
     model = as_model(model, n_features, name)
     # the step graph does not depend on T; a trace of one frame would make the time axis a
     # size-1 axis that reshapes cannot be told apart from the batch
@@ -151,5 +155,5 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
             "finish": plan_program(lowered, "finish", finish_params, prefix="f_"),
         }
         programs["step"].state_init = {n: float(v) for n, v in zip(names, step.attrs[STATE_INIT])}
-    sources = emit_model(programs, model.name, mode, seq_len)
-    return CompiledModel(programs, sources, seq_len, mode, fusion, weights)
+    sources = {n: rename(text, module_name) for n, text in emit_model(programs, model.name, mode, seq_len).items()}
+    return CompiledModel(programs, sources, seq_len, mode, fusion, weights, module_name)

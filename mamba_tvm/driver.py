@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .codegen.module_name import DEFAULT as DEFAULT_MODULE, api_prefix, check_module_name
 from .errors import BuildError, CompileError, MambaTVMError
 from .progress import step
 from .project.budget import check_budget, check_flash
@@ -31,7 +32,8 @@ def resolve_target(target: str):
     return platform, table[target]
 
 
-def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weights: str):
+def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weights: str,
+                      module_name: str = DEFAULT_MODULE):
     """compile_model with the kernel passes set by the schedule records of the board's core: the
     fixed rules (<core>.toml), and per kernel the tuned record (<core>.json) where it has the
     kernel's signature and shape. `compiled.schedule` says which each kernel got, and why not."""
@@ -43,7 +45,7 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
     model_knobs, tuned, notes, record = load_tuned(board.core)
     decisions: dict = {}
     knobs = {**load_schedule(board.core), **model_knobs}
-    compiled = compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights,
+    compiled = compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights, module_name=module_name,
                              pipeline=mcu_pipeline(tuned=tuned, decisions=decisions, **knobs))
     compiled.schedule = {name: d["schedule"] for name, d in decisions.items() if name in compiled.kernels}
     compiled.schedule_notes = notes + unmatched_notes(record, decisions, board.core)
@@ -52,9 +54,10 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
 
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-          trust_pickle: bool = False, emit: tuple = ()) -> dict:
+          trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE) -> dict:
     """build_model's report (the CLI's JSON)."""
-    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle, emit)[0]
+    return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle, emit,
+                       module_name)[0]
 
 
 #: extra outputs `--emit` writes beside model/: name -> where in the output folder
@@ -63,9 +66,12 @@ EMITS = {"mlf": "model.tar", "zephyr-module": "zephyr_module"}
 
 def build_model(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
                 mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-                trust_pickle: bool = False, emit: tuple = ()):
+                trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE):
     """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
     (the report, the CompiledModel).
+
+    module_name: the prefix of the model's C names, tvmgen_<module_name>_ (several models in one
+    firmware); the harnesses and apps written around the model use it too.
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
     over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md).
@@ -83,6 +89,7 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         raise CompileError(f"unknown --emit {', '.join(unknown)} (known: {', '.join(EMITS)})")
     if app not in ("run", "rpc"):
         raise CompileError(f"unknown app '{app}' (known: run, rpc)")
+    check_module_name(module_name)
     if app != "run" and platform != "zephyr":
         raise CompileError(f"--app {app} is for Zephyr targets; for '{target}' use `python -m mamba_tvm.profile "
                            f"--target {target}`, which builds the RPC firmware and serves it on QEMU")
@@ -100,13 +107,13 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         with step("running the reference"):
             reference = _finite_reference(model, x)  # the user's module: what the C must compute
         with step(f"compiling ({fusion}, {mode}, {weights})"):
-            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights)
+            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights, module_name)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
         report = {"target": target, "model": str(inputs[0]) if inputs else model.name, "seq_len": int(x.shape[1]),
-                  "mode": mode, "fusion": fusion, "weights": weights,
+                  "mode": mode, "fusion": fusion, "weights": weights, "module_name": module_name,
                   "check_input": check_desc,
                   "arena_bytes": compiled.arena_bytes,
                   "state_bytes": compiled.state_bytes,
@@ -119,7 +126,7 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         if model.notes or compiled.schedule_notes:
             report["notes"] = list(model.notes) + list(compiled.schedule_notes)
         with step("host build and check"):
-            host = _host_check(model_dir, compiled.c_files, x, reference)
+            host = _host_check(model_dir, compiled.c_files, x, reference, module_name)
         report.update(host.report)
         target_report = _target_build(platform, board, staging, compiled, x, run, app, model.name)
         target_notes = target_report.pop("notes", [])
@@ -239,10 +246,11 @@ class HostCheck:
     run: object  # x (1, T, F) -> logits, through the host build of the generated C
 
 
-def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: np.ndarray) -> HostCheck:
+def _host_check(model_dir: Path, c_files: list[str], x: np.ndarray, reference: np.ndarray,
+                module_name: str = DEFAULT_MODULE) -> HostCheck:
     from .device.host import build_host_runner, run_host
 
-    exe = build_host_runner(model_dir, c_files, out=model_dir.parent / "host_runner")
+    exe = build_host_runner(model_dir, c_files, out=model_dir.parent / "host_runner", module_name=module_name)
     logits = run_host(exe, x)
     return HostCheck({"logits": logits.tolist(), "logits_from": "host",
                       "host_max_abs_err_vs_torch": float(np.max(np.abs(logits - reference)))},
@@ -259,7 +267,8 @@ def _target_build(platform: str, board, staging: Path, compiled, x: np.ndarray, 
         raise MambaTVMError(f"{board.cc} not found: run tools/setup.sh to install the toolchains")
     with step(f"stack usage ({board.cc})"):
         usage = stack_usage(model_dir, compiled.c_files, board.cc, cflags)
-    result = {"stack_bytes": model_stack_bytes(usage), "kernel_stack_bytes": usage, "instructions": None}
+    result = {"stack_bytes": model_stack_bytes(usage, api_prefix(compiled.module_name)), "kernel_stack_bytes": usage,
+              "instructions": None}
     demo = _fit_demo_input(board, platform, compiled, result["stack_bytes"], x, app)
     if demo.shape[1] != x.shape[1]:
         result["demo_input_frames"] = int(demo.shape[1])
@@ -323,7 +332,7 @@ def _zephyr_build(staging: Path, board, compiled, x: np.ndarray, result: dict, a
     app_dir = write_zephyr_app(staging, board, staging / MODEL_DIR, x, sizes, app=app, compiled=compiled,
                                model_name=model_name)
     with step("Zephyr app check"):
-        problems = check_zephyr_app(app_dir, board)
+        problems = check_zephyr_app(app_dir, board, compiled.module_name)
     if problems:
         raise BuildError(f"generated Zephyr app fails its structural check: {'; '.join(problems)}")
     return {"zephyr_app": str(app_dir), "zephyr_app_kind": app}
@@ -335,7 +344,8 @@ def _qemu_build(staging: Path, compiled, x: np.ndarray, cflags: list[str], run: 
     from .project.baremetal import build_elf, elf_forbidden_symbols, elf_size, write_baremetal_project
     from .project.linker_map import model_footprint
 
-    write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags, core)
+    write_baremetal_project(staging, [f"{MODEL_DIR}/{f}" for f in compiled.c_files], x, cflags, core,
+                            compiled.module_name)
     with step("firmware build"):
         elf = build_elf(staging)
     heap = elf_forbidden_symbols(elf)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen import STRICT_C99
+from ..codegen.module_name import DEFAULT as DEFAULT_MODULE, rename
 from ..errors import BuildError, DeviceError
 from ..resources import runtime_dir
 
@@ -15,11 +16,15 @@ RUNTIME_C = runtime_dir()
 
 
 def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None,
-                      flags: tuple[str, ...] = ()) -> Path:
+                      flags: tuple[str, ...] = (), module_name: str = DEFAULT_MODULE) -> Path:
+    """The generated C + runtime_c/host_main.c (its API names those of module_name) as one program."""
     exe = out or model_dir / "host_runner"
-    cmd = [cc, *STRICT_C99, *flags, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
-           str(RUNTIME_C / "host_main.c"), "-o", str(exe), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        harness = Path(tmp) / "host_main.c"
+        harness.write_text(rename((RUNTIME_C / "host_main.c").read_text(), module_name))
+        cmd = [cc, *STRICT_C99, *flags, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
+               str(harness), "-o", str(exe), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BuildError(f"{cc} failed on the generated C:\n{proc.stderr.strip()}")
     return exe

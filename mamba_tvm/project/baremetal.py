@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mamba_tvm.codegen.module_name import DEFAULT as DEFAULT_MODULE, rename_files
 from mamba_tvm.device.qemu import qemu_command
 from mamba_tvm.errors import BuildError
 from mamba_tvm.project.cores import (
@@ -91,12 +92,14 @@ def write_baremetal_project(
     sample_input: np.ndarray,
     cflags: list[str] = M7_CFLAGS,
     core: str = "cortex-m7",
+    module_name: str = DEFAULT_MODULE,
 ) -> Path:
     """Write out_dir/baremetal/ (harness, sample_input.h, Makefile, manifest); return that dir.
 
     model_sources are the compiler's .c files; relative paths are taken from out_dir.
     model.h must sit next to one of them. `core` names the board file's core
-    (cortex-m7, xtensa-lx7); cflags are the board's.
+    (cortex-m7, xtensa-lx7); cflags are the board's. module_name: the model's C prefix
+    (codegen/module_name.py), which the harness's calls take too.
     """
     target = bare_metal_core(core)
     out_dir = Path(out_dir).resolve()
@@ -115,6 +118,7 @@ def write_baremetal_project(
         raise BuildError(f"model.h not found next to the model sources ({', '.join(map(str, include_dirs))})")
 
     copied = copy_runtime(project, [*target.files, RUN_ONCE_MAIN])
+    rename_files([project / f for f in copied if f.endswith((".c", ".h"))], module_name)
     harness_sources = [f for f in copied if f.endswith((".c", ".s"))]
     (project / "sample_input.h").write_text(sample_input_header(sample_input))
 

@@ -1,8 +1,8 @@
 """Bytes the model occupies in the firmware, read from the GNU ld map file.
 
 The model is compiled with -ffunction-sections -fdata-sections, so each kernel, weight array,
-the arena and the state have input sections of their own (.text.tvmgen_default_*,
-.rodata.s_w_mamba_x_proj_weight, .bss.tvmgen_default_arena, ...): summing them splits the model from the harness
+the arena and the state have input sections of their own (.text.tvmgen_<module>_*,
+.rodata.s_w_mamba_x_proj_weight, .bss.tvmgen_<module>_arena, ...): summing them splits the model from the harness
 and libm without trusting our own size arithmetic.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 _SECTION = re.compile(r"^ (\.(?:text|rodata|data|bss)\.(\S+))(?:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+)?$")
 _CONT = re.compile(r"^\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+\S+")
 # the model's functions and constants, and the C tables the kernels read (exp, constant selects)
-_MODEL_SYMBOL = re.compile(r"^(tvmgen_default_\w+|(?:[sf]_)?w_\w+|[sf]_w\d+|w\d+|mamba_exp2_table\d+_bits"
+_MODEL_SYMBOL = re.compile(r"^(tvmgen_[a-z]\w*|(?:[sf]_)?w_\w+|[sf]_w\d+|w\d+|mamba_exp2_table\d+_bits"
                            r"|mamba_select_\w+_table)$")
 
 

@@ -2,21 +2,22 @@
 
 Why: tools and firmware build systems made for microTVM (its project API, Zephyr and Arduino
 templates, CI scripts that read metadata.json) take an MLF archive. Layout (MLF version 7,
-python/tvm/micro/model_library_format.py in TVM v0.18, AOT executor, C interface API):
+python/tvm/micro/model_library_format.py in TVM v0.18, AOT executor, C interface API; <m> is the
+module name, `default` unless --module-name):
 
-    metadata.json                 version 7; modules.default: executors ["aot"], style
+    metadata.json                 version 7; modules.<m>: executors ["aot"], style
                                   "full-model", memory.functions.main (workspace, constants and
                                   io sizes, inputs/outputs with size and dtype),
                                   memory.functions.operator_functions (each kernel's workspace),
                                   target; mamba_tvm adds memory.pools (arena, state)
-    codegen/host/src/default_lib0.c, default_lib1.c      the generated C (model.c, model_kernels.c)
-    codegen/host/include/tvmgen_default.h                the C interface (model.h), and the
+    codegen/host/src/<m>_lib0.c, <m>_lib1.c      the generated C (model.c, model_kernels.c)
+    codegen/host/include/tvmgen_<m>.h            the C interface (model.h), and the
                                   headers the sources include
-    parameters/default.params     the weights as stored, in TVM's param-dict format
+    parameters/<m>.params         the weights as stored, in TVM's param-dict format
                                   (tvm.runtime.load_param_dict reads it back)
-    src/default.plan.json         the planned program (TVM 0.27 has no Relay text to put here)
+    src/<m>.plan.json             the planned program (TVM 0.27 has no Relay text to put here)
 
-The weights are also compiled into default_lib0.c (no loading at run time); the params file
+The weights are also compiled into <m>_lib0.c (no loading at run time); the params file
 is for tools that inspect them.
 """
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen.module_name import api_prefix, rename
+
 MLF_VERSION = 7
-MODULE = "default"
 DEVICE_CPU = 1  # kDLCPU
 
 
@@ -39,7 +41,8 @@ def _target_string(board) -> str:
 
 
 def metadata(compiled, board) -> dict:
-    """metadata.json of MLF version 7 for the model (one module, `default`)."""
+    """metadata.json of MLF version 7 for the model (one module, named by --module-name: `default`)."""
+    module_name, prefix = compiled.module_name, api_prefix(compiled.module_name)
     main = compiled.programs.get("main") or compiled.programs["step"]
     inputs = {n: {"size": int(main.tensors[n].nbytes), "dtype": main.tensors[n].dtype} for n in main.inputs}
     last = compiled.programs.get("main") or compiled.programs["finish"]
@@ -52,15 +55,15 @@ def metadata(compiled, board) -> dict:
         for kernel in dict.fromkeys(c.kernel for c in program.calls):
             ws = sum(t.nbytes for t in program.arena_tensors()
                      if t.producer == kernel and t.name.startswith(f"{'s_' if name == 'step' else 'f_' if name == 'finish' else ''}{kernel}_"))
-            operator_functions.append({"function_name": f"tvmgen_default_{kernel}",
+            operator_functions.append({"function_name": f"{prefix}_{kernel}",
                                        "workspace": [{"device": DEVICE_CPU, "workspace_size_bytes": int(ws)}]})
-    pools = [{"pool_name": "tvmgen_default_arena", "size_bytes": int(compiled.arena_bytes),
+    pools = [{"pool_name": f"{prefix}_arena", "size_bytes": int(compiled.arena_bytes),
               "purpose": "activations and kernel workspaces, reused across calls (the workspace)"}]
     if compiled.state_bytes:
-        pools.append({"pool_name": "tvmgen_default_state", "size_bytes": int(compiled.state_bytes),
+        pools.append({"pool_name": f"{prefix}_state", "size_bytes": int(compiled.state_bytes),
                       "purpose": "recurrent state kept across time steps"})
     module = {
-        "model_name": MODULE,
+        "model_name": module_name,
         "export_datetime": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
         "executors": ["aot"],
         "style": "full-model",
@@ -80,7 +83,7 @@ def metadata(compiled, board) -> dict:
         "mamba_tvm": {"mode": compiled.mode, "fusion": compiled.fusion, "weights": compiled.weights,
                       "seq_len": compiled.seq_len, "fingerprint": compiled.fingerprint},
     }
-    return {"version": MLF_VERSION, "modules": {MODULE: module}}
+    return {"version": MLF_VERSION, "modules": {module_name: module}}
 
 
 def params(compiled) -> bytes:
@@ -97,18 +100,19 @@ def params(compiled) -> bytes:
 
 def mlf_members(compiled, board) -> dict[str, bytes]:
     """Archive path -> bytes."""
+    module_name = compiled.module_name
     c_files = [n for n in compiled.sources if n.endswith(".c")]
     order = sorted(c_files, key=lambda n: (n != "model.c", n))  # lib0 holds the entry point, like microTVM
-    members = {f"./codegen/host/src/{MODULE}_lib{i}.c": compiled.sources[n].encode() for i, n in enumerate(order)}
+    members = {f"./codegen/host/src/{module_name}_lib{i}.c": compiled.sources[n].encode() for i, n in enumerate(order)}
     for name, text in compiled.sources.items():
         if name.endswith(".h"):
             members[f"./codegen/host/include/{name}"] = text.encode()
-    members["./codegen/host/include/tvmgen_default.h"] = (
+    members[f"./codegen/host/include/{api_prefix(module_name)}.h"] = rename(
         "/* MLF interface header: the generated model.h (tvmgen_default_run, sizes). */\n"
-        "#include \"model.h\"\n").encode()
+        "#include \"model.h\"\n", module_name).encode()
     members["./metadata.json"] = json.dumps(metadata(compiled, board), indent=2, sort_keys=True).encode()
-    members[f"./parameters/{MODULE}.params"] = params(compiled)
-    members[f"./src/{MODULE}.plan.json"] = json.dumps(compiled.memory_report(), indent=1).encode()
+    members[f"./parameters/{module_name}.params"] = params(compiled)
+    members[f"./src/{module_name}.plan.json"] = json.dumps(compiled.memory_report(), indent=1).encode()
     return members
 
 

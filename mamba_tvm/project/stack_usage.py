@@ -28,11 +28,13 @@ def stack_usage(model_dir: Path, c_files: list[str], cc: str, cflags: list[str])
     return usage
 
 
-ENTRY_POINTS = ("tvmgen_default_init", "tvmgen_default_step", "tvmgen_default_finish")
+ENTRY_POINTS = ("init", "step", "finish")
 
 
-def model_stack_bytes(usage: dict[str, int], run_symbol: str = "tvmgen_default_run") -> int:
-    """Deepest static chain: run -> (init | step | finish) -> kernel. libm frames not included."""
-    kernels = [n for k, n in usage.items() if k != run_symbol and k not in ENTRY_POINTS]
-    entries = [usage.get(k, 0) for k in ENTRY_POINTS]
+def model_stack_bytes(usage: dict[str, int], prefix: str = "tvmgen_default") -> int:
+    """Deepest static chain: run -> (init | step | finish) -> kernel. libm frames not included.
+    prefix: the model's API prefix (tvmgen_<module name>)."""
+    run_symbol, entry_points = f"{prefix}_run", [f"{prefix}_{e}" for e in ENTRY_POINTS]
+    kernels = [n for k, n in usage.items() if k != run_symbol and k not in entry_points]
+    entries = [usage.get(k, 0) for k in entry_points]
     return usage.get(run_symbol, 0) + max(entries) + max(kernels, default=0)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen.module_name import DEFAULT as DEFAULT_MODULE, rename
 from ..errors import BuildError
 from .baremetal import sample_input_header
 from .budget import check_budget
@@ -539,10 +540,11 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
     for p in sorted(src_dir.iterdir()):
         if p.suffix in (".c", ".h", ".json"):
             shutil.copyfile(p, app / "model" / p.name)
+    module_name = compiled.module_name if compiled is not None else DEFAULT_MODULE
     if kind == "rpc":
         for name in (*RPC_APP_SOURCES, *RPC_APP_HEADERS):
-            shutil.copyfile(RPC_DIR / name, app / "rpc" / name)
+            (app / "rpc" / name).write_text(rename((RPC_DIR / name).read_text(), module_name))
     for name, text in files.items():
         (app / name).parent.mkdir(exist_ok=True)
-        (app / name).write_text(text)
+        (app / name).write_text(rename(text, module_name))
     return app

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from mamba_tvm.codegen import STRICT_C99
+from mamba_tvm.codegen.module_name import DEFAULT as DEFAULT_MODULE, api_prefix, rename
 
 CONF_LINE = re.compile(r'^CONFIG_[A-Za-z0-9_]+=(y|n|-?\d+|0x[0-9a-fA-F]+|"([^"\\]|\\.)*")$')
 SECTION_ATTR = re.compile(r'section\("([^"]+)"\)')
@@ -161,7 +162,8 @@ def check_overlay(overlay: Path) -> list[str]:
     return []
 
 
-def check_board_files(app: Path, board, defines: list[str] | None = None) -> list[str]:
+def check_board_files(app: Path, board, defines: list[str] | None = None,
+                      module_name: str = DEFAULT_MODULE) -> list[str]:
     """Board files are optional (the app repeats no board default), but any there must carry
     the board target's name, and an arena in a custom memory region needs the overlay that
     creates that region."""
@@ -176,7 +178,7 @@ def check_board_files(app: Path, board, defines: list[str] | None = None) -> lis
     overlay = app / "boards" / f"{stem}.overlay"
     for ov in sorted((app / "boards").glob("*.overlay")) if (app / "boards").is_dir() else []:
         problems += check_overlay(ov)
-    section = _arena_section(defines or [])
+    section = _arena_section(defines or [], module_name)
     if section and not section.startswith((".bss", ".dtcm_bss")):
         text = overlay.read_text() if overlay.is_file() else ""
         if f'zephyr,memory-region = "{section}"' not in text:
@@ -185,8 +187,8 @@ def check_board_files(app: Path, board, defines: list[str] | None = None) -> lis
     return problems
 
 
-def _arena_section(defines: list[str]) -> str | None:
-    return next((m[1] for d in defines if d.startswith("-DTVMGEN_DEFAULT_ARENA_SECTION=")
+def _arena_section(defines: list[str], module_name: str = DEFAULT_MODULE) -> str | None:
+    return next((m[1] for d in defines if d.startswith(rename("-DTVMGEN_DEFAULT_ARENA_SECTION=", module_name))
                  for m in [SECTION_ATTR.search(d)] if m), None)
 
 
@@ -210,7 +212,7 @@ def _section_of(obj: Path, symbol: str, cc: str) -> str | None:
     return None
 
 
-def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
+def check_model_c(app: Path, board, defines: list[str], module_name: str = DEFAULT_MODULE) -> list[str]:
     """Compile model/*.c with the board's compiler and flags; check where the arena lands."""
     model = app / "model"
     sources = sorted(model.glob("*.c"))
@@ -222,7 +224,7 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
     for f in sorted(model.glob("*.[ch]")):
         if re.search(r"#\s*include\s*[<\"]zephyr/", f.read_text()):
             problems.append(f"model/{f.name}: includes a Zephyr header; the model C must stay portable")
-    arena_section = _arena_section(defines)
+    arena_section = _arena_section(defines, module_name)
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (src.stem + ".o")
@@ -231,7 +233,7 @@ def check_model_c(app: Path, board, defines: list[str]) -> list[str]:
             if proc.returncode:
                 problems.append(f"model/{src.name}: {board.cc}: {proc.stderr.strip()}")
             elif src.name == "model.c" and arena_section:
-                got = _section_of(obj, "tvmgen_default_arena", board.cc)
+                got = _section_of(obj, f"{api_prefix(module_name)}_arena", board.cc)
                 if got != arena_section:
                     problems.append(f"model/model.c: arena landed in section {got}, expected {arena_section}")
     return problems
@@ -247,7 +249,7 @@ def glue_sources(app: Path) -> list[Path]:
     return [app / "src" / "main.c", *sorted((app / "rpc").glob("*.c"))]
 
 
-def check_main_c(app: Path, board, defines: list[str]) -> list[str]:
+def check_main_c(app: Path, board, defines: list[str], module_name: str = DEFAULT_MODULE) -> list[str]:
     """Compile src/main.c (and rpc/*.c) with the board's compiler and flags against the stub
     Zephyr headers; with -DTVMGEN_DEFAULT_PROFILE the glue must define the hooks model.c calls."""
     main = app / "src" / "main.c"
@@ -269,22 +271,24 @@ def check_main_c(app: Path, board, defines: list[str]) -> list[str]:
                 problems.append(f"{rel} (against stub Zephyr headers): {proc.stderr.strip()}")
             else:
                 defined |= _defined_symbols(obj, board.cc)
-    if not problems and "-DTVMGEN_DEFAULT_PROFILE" in defines:
-        missing = [h for h in PROFILE_HOOKS if h not in defined]
+    profile = rename("-DTVMGEN_DEFAULT_PROFILE", module_name)
+    if not problems and profile in defines:
+        missing = [h for h in (rename(h, module_name) for h in PROFILE_HOOKS) if h not in defined]
         if missing:
-            problems.append(f"-DTVMGEN_DEFAULT_PROFILE is set but no app source defines {', '.join(missing)} "
+            problems.append(f"{profile} is set but no app source defines {', '.join(missing)} "
                             f"(model.c calls them around every kernel call: the link would fail)")
     return problems
 
 
-def check_zephyr_app(app: Path | str, board) -> list[str]:
-    """Every problem found in the app directory; empty when it passes."""
+def check_zephyr_app(app: Path | str, board, module_name: str = DEFAULT_MODULE) -> list[str]:
+    """Every problem found in the app directory; empty when it passes. module_name: the model's
+    C prefix (codegen/module_name.py)."""
     app = Path(app)
     problems, defines = check_cmake(app)
     problems += check_confs(app)
-    problems += check_board_files(app, board, defines)
-    problems += check_model_c(app, board, defines)
-    problems += check_main_c(app, board, defines)
+    problems += check_board_files(app, board, defines, module_name)
+    problems += check_model_c(app, board, defines, module_name)
+    problems += check_main_c(app, board, defines, module_name)
     if not (app / "README.md").is_file():
         problems.append("README.md missing")
     return problems
