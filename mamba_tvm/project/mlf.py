@@ -41,7 +41,7 @@ def _target_string(board) -> str:
 
 
 def metadata(compiled, board) -> dict:
-    """metadata.json of MLF version 7 for the model (one module, named by --module-name: `default`)."""
+    """metadata.json of MLF version 7 for the model: one module, `default` or the --module-name."""
     module_name, prefix = compiled.module_name, api_prefix(compiled.module_name)
     main = compiled.programs.get("main") or compiled.programs["step"]
     inputs = {n: {"size": int(main.tensors[n].nbytes), "dtype": main.tensors[n].dtype} for n in main.inputs}

@@ -297,8 +297,9 @@ def check_zephyr_app(app: Path | str, board, module_name: str = DEFAULT_MODULE) 
 def main(argv: list[str] | None = None) -> int:
     import boards
 
-    app, board = (argv if argv is not None else sys.argv[1:])[:2]
-    problems = check_zephyr_app(Path(app), boards.load_board(board))
+    args = argv if argv is not None else sys.argv[1:]  # APP BOARD [MODULE_NAME]
+    app, board = args[:2]
+    problems = check_zephyr_app(Path(app), boards.load_board(board), *args[2:3])
     print("OK" if not problems else "FAIL\n  " + "\n  ".join(problems))
     return 1 if problems else 0
 
