@@ -21,14 +21,16 @@ class CompileResult:
 
 def compile(module, example_inputs, target: str = "qemu/mps2_an500", out: str | Path | None = None,
             mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", run: bool = False,
-            app: str = "run", name: str = "model", module_name: str = "default") -> CompileResult:  # noqa: A001
+            app: str = "run", name: str = "model", module_name: str = "default",
+            arena: str = "static") -> CompileResult:  # noqa: A001
     """Compile `module` for `target`; example_inputs: a (1, T, features) tensor (or a 1-tuple of
     one), whose T is the compiled sequence length and which the build checks and bakes in.
-    (Named like torch.compile.) module_name: the C prefix tvmgen_<module_name>_ (build's --module-name)."""
+    (Named like torch.compile.) module_name: the C prefix tvmgen_<module_name>_ (build's --module-name);
+    arena "caller": the application passes the arena to every call (build's --arena)."""
     from .driver import build_model
     from .frontend.model import model_from_module
 
     model = model_from_module(module, example_inputs, name)
     report, compiled = build_model(target, model, out, model.sample_input.shape[1], run, mode, fusion, weights, app,
-                                   module_name=module_name)
+                                   module_name=module_name, arena=arena)
     return CompileResult(report, compiled, Path(report["out_dir"]))

@@ -56,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--module-name", default="default",
                    help="prefix of the model's C names: tvmgen_<name>_run, TVMGEN_<NAME>_*, as microTVM's "
                         "tvmc --module-name (several models in one firmware; default: default)")
+    p.add_argument("--arena", choices=["static", "caller"], default="static",
+                   help="static: model.c holds the arena (default); caller: your application passes it to every "
+                        "call (struct tvmgen_<name>_workspace_pools), placed where you like, shareable between "
+                        "models run one after the other")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no summary table on stderr (progress shows only when stderr is a terminal anyway)")
     return p.parse_args(argv)
@@ -91,7 +95,8 @@ def _main(argv) -> int:
         report = build(target=args.target, model=args.model or DEFAULT_MODEL, out=args.out,
                        seq_len=args.seq_len, run=args.run, mode=args.mode, fusion=args.fusion,
                        weights=args.weights, app=args.app or "run", trust_pickle=args.trust_pickle,
-                       emit=tuple(dict.fromkeys(args.emit)), module_name=args.module_name)
+                       emit=tuple(dict.fromkeys(args.emit)), module_name=args.module_name,
+                       arena=args.arena)
     for note in report.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if not args.quiet:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tvm
 
-from .codegen.aot import emit_model, state_struct_bytes
+from .codegen.aot import ARENAS, emit_model, state_struct_bytes
 from .codegen.module_name import DEFAULT as DEFAULT_MODULE, check_module_name, rename
 from .frontend import ModelSpec
 from .errors import CompileError
@@ -27,6 +27,7 @@ class CompiledModel:
     fusion: str = "layer"
     weights: str = "fp32"
     module_name: str = DEFAULT_MODULE  # the C prefix tvmgen_<module_name>_ (codegen/module_name.py)
+    arena: str = "static"  # "caller": the application passes the arena to every call (codegen/aot.py)
 
     @property
     def program(self) -> PlannedProgram:
@@ -120,7 +121,7 @@ def import_model(model, seq_len: int) -> tvm.IRModule:
 def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "timestep",
                   weights: str = "fp32", pipeline: tvm.transform.Pass | None = None,
                   n_features: int | None = None, name: str | None = None, fold: bool = True,
-                  module_name: str = DEFAULT_MODULE) -> CompiledModel:
+                  module_name: str = DEFAULT_MODULE, arena: str = "static") -> CompiledModel:
     """Compile a model (a frontend Model, a TinyMamba ModelSpec, or an nn.Module taking
     (1, T, n_features)) for a (1, seq_len, features) input.
 
@@ -128,9 +129,12 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
     fusion "timestep": the graph is split into a per-frame step and a finish (SplitTimeStep),
     and the time loop runs around the step, so no (T, d) tensor exists; "layer": each layer runs
     over the whole sequence (TVM's usual plan). fold=False skips the exact linear folding
-    (the baseline of bench/kernels.py). module_name: the C names' prefix (tvmgen_<name>_)."""
+    (the baseline of bench/kernels.py). module_name: the C names' prefix (tvmgen_<name>_).
+    arena "caller": the application owns the arena and passes it to every call."""
     from .pipeline import model_passes
 
+    if arena not in ARENAS:
+        raise CompileError(f"unknown arena '{arena}' (known: {', '.join(ARENAS)})")
     if mode not in MODES or fusion not in FUSIONS or weights not in WEIGHTS:
         raise CompileError(f"unknown mode/fusion/weights {mode}/{fusion}/{weights} "
                            f"(modes {MODES}, fusions {FUSIONS}, weights {WEIGHTS})")
@@ -155,5 +159,6 @@ def compile_model(model, seq_len: int, mode: str = "sequence", fusion: str = "ti
             "finish": plan_program(lowered, "finish", finish_params, prefix="f_"),
         }
         programs["step"].state_init = {n: float(v) for n, v in zip(names, step.attrs[STATE_INIT])}
-    sources = {n: rename(text, module_name) for n, text in emit_model(programs, model.name, mode, seq_len).items()}
-    return CompiledModel(programs, sources, seq_len, mode, fusion, weights, module_name)
+    emitted = emit_model(programs, model.name, mode, seq_len, arena)
+    sources = {n: rename(text, module_name) for n, text in emitted.items()}
+    return CompiledModel(programs, sources, seq_len, mode, fusion, weights, module_name, arena)

@@ -33,7 +33,7 @@ def resolve_target(target: str):
 
 
 def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weights: str,
-                      module_name: str = DEFAULT_MODULE):
+                      module_name: str = DEFAULT_MODULE, arena: str = "static"):
     """compile_model with the kernel passes set by the schedule records of the board's core: the
     fixed rules (<core>.toml), and per kernel the tuned record (<core>.json) where it has the
     kernel's signature and shape. `compiled.schedule` says which each kernel got, and why not."""
@@ -46,7 +46,7 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
     decisions: dict = {}
     knobs = {**load_schedule(board.core), **model_knobs}
     compiled = compile_model(model, seq_len, mode=mode, fusion=fusion, weights=weights, module_name=module_name,
-                             pipeline=mcu_pipeline(tuned=tuned, decisions=decisions, **knobs))
+                             arena=arena, pipeline=mcu_pipeline(tuned=tuned, decisions=decisions, **knobs))
     compiled.schedule = {name: d["schedule"] for name, d in decisions.items() if name in compiled.kernels}
     compiled.schedule_notes = notes + unmatched_notes(record, decisions, board.core)
     return compiled
@@ -54,10 +54,11 @@ def compile_for_board(board, model, seq_len: int, mode: str, fusion: str, weight
 
 def build(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
           mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-          trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE) -> dict:
+          trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE,
+          arena: str = "static") -> dict:
     """build_model's report (the CLI's JSON)."""
     return build_model(target, model, out, seq_len, run, mode, fusion, weights, app, trust_pickle, emit,
-                       module_name)[0]
+                       module_name, arena)[0]
 
 
 #: extra outputs `--emit` writes beside model/: name -> where in the output folder
@@ -66,12 +67,14 @@ EMITS = {"mlf": "model.tar", "zephyr-module": "zephyr_module"}
 
 def build_model(target: str, model, out: Path | None = None, seq_len: int | None = None, run: bool = False,
                 mode: str = "sequence", fusion: str = "timestep", weights: str = "fp32", app: str = "run",
-                trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE):
+                trust_pickle: bool = False, emit: tuple = (), module_name: str = DEFAULT_MODULE,
+                arena: str = "static"):
     """Compile `model` (a model file, or a frontend.model.Model) for `target` into `out`; return
     (the report, the CompiledModel).
 
     module_name: the prefix of the model's C names, tvmgen_<module_name>_ (several models in one
-    firmware); the harnesses and apps written around the model use it too.
+    firmware); the harnesses and apps written around the model use it too. arena "caller": the
+    application owns the arena and passes it to every call (the harnesses and the run app do).
 
     app (Zephyr targets): "run" writes the run-once app, "rpc" the app that serves the model
     over the console UART for `python -m mamba_tvm.profile --port` (docs/rpc.md).
@@ -90,6 +93,11 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     if app not in ("run", "rpc"):
         raise CompileError(f"unknown app '{app}' (known: run, rpc)")
     check_module_name(module_name)
+    if arena not in ("static", "caller"):
+        raise CompileError(f"unknown --arena '{arena}' (known: static, caller)")
+    if arena == "caller" and app == "rpc":
+        raise CompileError("--arena caller is for the run app and your own firmware; the RPC app and profiling "
+                           "use the static arena")
     if app != "run" and platform != "zephyr":
         raise CompileError(f"--app {app} is for Zephyr targets; for '{target}' use `python -m mamba_tvm.profile "
                            f"--target {target}`, which builds the RPC firmware and serves it on QEMU")
@@ -107,13 +115,13 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
         with step("running the reference"):
             reference = _finite_reference(model, x)  # the user's module: what the C must compute
         with step(f"compiling ({fusion}, {mode}, {weights})"):
-            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights, module_name)
+            compiled = compile_for_board(board, model, x.shape[1], mode, fusion, weights, module_name, arena)
         check_budget(board, compiled.arena_bytes, 0, compiled.state_bytes, compiled.weights_bytes,
                      platform=platform)  # the arena is known now: refuse before writing and building the C
         model_dir = staging / MODEL_DIR
         compiled.write(model_dir)
         report = {"target": target, "model": str(inputs[0]) if inputs else model.name, "seq_len": int(x.shape[1]),
-                  "mode": mode, "fusion": fusion, "weights": weights, "module_name": module_name,
+                  "mode": mode, "fusion": fusion, "weights": weights, "module_name": module_name, "arena": arena,
                   "check_input": check_desc,
                   "arena_bytes": compiled.arena_bytes,
                   "state_bytes": compiled.state_bytes,

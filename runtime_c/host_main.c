@@ -3,6 +3,7 @@
  * A streaming model (init/step/finish) is fed the file frame by frame, any length. */
 #include <stdio.h>
 #include "model.h"
+#include "app_arena.h"
 
 static float output_buf[TVMGEN_DEFAULT_OUTPUT_ELEMS];
 
@@ -13,17 +14,17 @@ static int run_file(FILE* f, struct tvmgen_default_outputs* outputs) {
   size_t n;
   tvmgen_default_init(&state);
   while ((n = fread(frame, sizeof(float), TVMGEN_DEFAULT_FRAME_ELEMS, f)) == TVMGEN_DEFAULT_FRAME_ELEMS) {
-    if (tvmgen_default_step(frame, &state) != 0) return 5;
+    if (tvmgen_default_step(frame, &state WORKSPACE_POOLS) != 0) return 5;
   }
   if (n != 0 || state.steps == 0) return 4; /* a partial frame, or none */
-  return tvmgen_default_finish(&state, outputs) != 0 ? 5 : 0;
+  return tvmgen_default_finish(&state, outputs WORKSPACE_POOLS) != 0 ? 5 : 0;
 }
 #else
 static int run_file(FILE* f, struct tvmgen_default_outputs* outputs) {
   static float input_buf[TVMGEN_DEFAULT_INPUT_ELEMS + 1];
   struct tvmgen_default_inputs inputs = {input_buf};
   if (fread(input_buf, sizeof(float), TVMGEN_DEFAULT_INPUT_ELEMS + 1, f) != TVMGEN_DEFAULT_INPUT_ELEMS) return 4;
-  return tvmgen_default_run(&inputs, outputs) != 0 ? 5 : 0;
+  return tvmgen_default_run(&inputs, outputs WORKSPACE_POOLS) != 0 ? 5 : 0;
 }
 #endif
 

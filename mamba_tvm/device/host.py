@@ -13,6 +13,8 @@ from ..errors import BuildError, DeviceError
 from ..resources import runtime_dir
 
 RUNTIME_C = runtime_dir()
+#: the host harness: its main, and the arena it owns when the model is built with --arena caller
+HARNESS = ("host_main.c", "app_arena.h")
 
 
 def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out: Path | None = None,
@@ -20,8 +22,9 @@ def build_host_runner(model_dir: Path, c_files: list[str], cc: str = "gcc", out:
     """The generated C + runtime_c/host_main.c (its API names those of module_name) as one program."""
     exe = out or model_dir / "host_runner"
     with tempfile.TemporaryDirectory() as tmp:
-        harness = Path(tmp) / "host_main.c"
-        harness.write_text(rename((RUNTIME_C / "host_main.c").read_text(), module_name))
+        for name in HARNESS:
+            (Path(tmp) / name).write_text(rename((RUNTIME_C / name).read_text(), module_name))
+        harness = Path(tmp) / HARNESS[0]
         cmd = [cc, *STRICT_C99, *flags, "-O2", "-I", str(model_dir), *(str(model_dir / f) for f in c_files),
                str(harness), "-o", str(exe), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -25,6 +25,7 @@ from mamba_tvm.project.cores import (
 )
 
 RUN_ONCE_MAIN = "baremetal/main_run_once.c"
+APP_ARENA = "app_arena.h"  # the arena the harness owns when the model is built with --arena caller
 MANIFEST = "project.json"
 
 M7_CFLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-O2"]
@@ -38,7 +39,7 @@ _HEAP_NAMES = {
 
 def harness_files(core: BareMetalCore = CORTEX_M7) -> tuple[str, ...]:
     """File names the run-once project copies from runtime_c/ for `core`."""
-    return tuple(Path(f).name for f in (*core.files, RUN_ONCE_MAIN))
+    return tuple(Path(f).name for f in (*core.files, RUN_ONCE_MAIN, APP_ARENA))
 
 
 def _c_float(value: np.float32) -> str:
@@ -117,7 +118,7 @@ def write_baremetal_project(
     if not any((d / "model.h").is_file() for d in include_dirs):
         raise BuildError(f"model.h not found next to the model sources ({', '.join(map(str, include_dirs))})")
 
-    copied = copy_runtime(project, [*target.files, RUN_ONCE_MAIN])
+    copied = copy_runtime(project, [*target.files, RUN_ONCE_MAIN, APP_ARENA])
     rename_files([project / f for f in copied if f.endswith((".c", ".h"))], module_name)
     harness_sources = [f for f in copied if f.endswith((".c", ".s"))]
     (project / "sample_input.h").write_text(sample_input_header(sample_input))

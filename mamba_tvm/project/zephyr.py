@@ -23,7 +23,8 @@ import numpy as np
 
 from ..codegen.module_name import DEFAULT as DEFAULT_MODULE, rename
 from ..errors import BuildError
-from .baremetal import sample_input_header
+from .baremetal import APP_ARENA, sample_input_header
+from .cores import RUNTIME_DIR
 from .budget import check_budget
 from .rpc_firmware import INFO_HEADER, PROFILE_DEFINE, RPC_DIR, info_header, model_info_header
 
@@ -208,6 +209,7 @@ def _main_c(board, region: str) -> str:
 #include <zephyr/sys/printk.h>
 
 #include "model.h"
+#include "app_arena.h"
 #include "sample_input.h"
 
 #define MAMBA_CLOCK_HZ {board.clock_hz}u
@@ -229,12 +231,12 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 
 \ttvmgen_default_init(&g_state);
 \tfor (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_ELEMS); t++) {{
-\t\trc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state);
+\t\trc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state WORKSPACE_POOLS);
 \t\tif (rc != 0) {{
 \t\t\treturn rc;
 \t\t}}
 \t}}
-\treturn tvmgen_default_finish(&g_state, outputs);
+\treturn tvmgen_default_finish(&g_state, outputs WORKSPACE_POOLS);
 }}
 #else
 /* sample_input.h must hold exactly one model input. */
@@ -245,7 +247,7 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs)
 {{
 \tstruct tvmgen_default_inputs inputs = {{.input = input}};
 
-\treturn tvmgen_default_run(&inputs, outputs);
+\treturn tvmgen_default_run(&inputs, outputs WORKSPACE_POOLS);
 }}
 #endif
 
@@ -529,6 +531,7 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
                       "README.md": _rpc_readme(board, stem, region, zr, report)})
     else:
         files.update({"src/main.c": _main_c(board, region),
+                      "src/app_arena.h": (RUNTIME_DIR / APP_ARENA).read_text(),
                       "src/sample_input.h": sample_input_header(sample_input),
                       "README.md": _readme(board, stem, region, zr, report)})
 

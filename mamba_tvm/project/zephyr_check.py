@@ -212,6 +212,21 @@ def _section_of(obj: Path, symbol: str, cc: str) -> str | None:
     return None
 
 
+def _caller_arena(app: Path, module_name: str) -> bool:
+    """model.h says the application owns the arena (--arena caller): then src/main.c defines it."""
+    header = app / "model" / "model.h"
+    return header.is_file() and rename("#define TVMGEN_DEFAULT_WORKSPACE_POOLS 1", module_name) in header.read_text()
+
+
+def _arena_problem(obj: Path, where: str, board, defines: list[str], module_name: str) -> list[str]:
+    """The arena symbol in `obj` must land in the section the CMake asks for (if it asks)."""
+    section = _arena_section(defines, module_name)
+    if not section:
+        return []
+    got = _section_of(obj, f"{api_prefix(module_name)}_arena", board.cc)
+    return [] if got == section else [f"{where}: arena landed in section {got}, expected {section}"]
+
+
 def check_model_c(app: Path, board, defines: list[str], module_name: str = DEFAULT_MODULE) -> list[str]:
     """Compile model/*.c with the board's compiler and flags; check where the arena lands."""
     model = app / "model"
@@ -224,7 +239,7 @@ def check_model_c(app: Path, board, defines: list[str], module_name: str = DEFAU
     for f in sorted(model.glob("*.[ch]")):
         if re.search(r"#\s*include\s*[<\"]zephyr/", f.read_text()):
             problems.append(f"model/{f.name}: includes a Zephyr header; the model C must stay portable")
-    arena_section = _arena_section(defines, module_name)
+    caller_arena = _caller_arena(app, module_name)
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             obj = Path(tmp) / (src.stem + ".o")
@@ -232,10 +247,8 @@ def check_model_c(app: Path, board, defines: list[str], module_name: str = DEFAU
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 problems.append(f"model/{src.name}: {board.cc}: {proc.stderr.strip()}")
-            elif src.name == "model.c" and arena_section:
-                got = _section_of(obj, f"{api_prefix(module_name)}_arena", board.cc)
-                if got != arena_section:
-                    problems.append(f"model/model.c: arena landed in section {got}, expected {arena_section}")
+            elif src.name == "model.c" and not caller_arena:
+                problems += _arena_problem(obj, "model/model.c", board, defines, module_name)
     return problems
 
 
@@ -271,6 +284,8 @@ def check_main_c(app: Path, board, defines: list[str], module_name: str = DEFAUL
                 problems.append(f"{rel} (against stub Zephyr headers): {proc.stderr.strip()}")
             else:
                 defined |= _defined_symbols(obj, board.cc)
+                if rel == "src/main.c" and _caller_arena(app, module_name):  # the app owns the arena
+                    problems += _arena_problem(obj, rel, board, defines, module_name)
     profile = rename("-DTVMGEN_DEFAULT_PROFILE", module_name)
     if not problems and profile in defines:
         missing = [h for h in (rename(h, module_name) for h in PROFILE_HOOKS) if h not in defined]

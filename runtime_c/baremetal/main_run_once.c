@@ -14,6 +14,7 @@
 
 #include "board.h"
 #include "model.h"
+#include "app_arena.h"
 #include "sample_input.h"
 
 #ifdef TVMGEN_DEFAULT_STREAM
@@ -26,10 +27,10 @@ static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs) {
   uint32_t t;
   tvmgen_default_init(&g_state);
   for (t = 0u; t < (uint32_t)(SAMPLE_INPUT_COUNT / TVMGEN_DEFAULT_FRAME_ELEMS); t++) {
-    int32_t rc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state);
+    int32_t rc = tvmgen_default_step(input + t * TVMGEN_DEFAULT_FRAME_ELEMS, &g_state WORKSPACE_POOLS);
     if (rc != 0) return rc;
   }
-  return tvmgen_default_finish(&g_state, outputs);
+  return tvmgen_default_finish(&g_state, outputs WORKSPACE_POOLS);
 }
 #else
 /* sample_input.h must hold exactly one model input. */
@@ -39,7 +40,7 @@ typedef char sample_input_size_matches_model[(SAMPLE_INPUT_COUNT == TVMGEN_DEFAU
 static int32_t run_model(float *input, struct tvmgen_default_outputs *outputs) {
   struct tvmgen_default_inputs inputs;
   inputs.input = input;
-  return tvmgen_default_run(&inputs, outputs);
+  return tvmgen_default_run(&inputs, outputs WORKSPACE_POOLS);
 }
 #endif
 
