@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .codegen import ARENAS
 from .driver import DEFAULT_MODEL
 from .errors import argument_parser, exit_with, run_cli
 
@@ -56,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--module-name", default="default",
                    help="prefix of the model's C names: tvmgen_<name>_run, TVMGEN_<NAME>_*, as microTVM's "
                         "tvmc --module-name (several models in one firmware; default: default)")
-    p.add_argument("--arena", choices=["static", "caller"], default="static",
+    p.add_argument("--arena", choices=ARENAS, default="static",
                    help="static: model.c holds the arena (default); caller: your application passes it to every "
                         "call (struct tvmgen_<name>_workspace_pools), placed where you like, shareable between "
                         "models run one after the other")

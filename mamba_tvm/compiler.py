@@ -7,7 +7,8 @@ from pathlib import Path
 
 import tvm
 
-from .codegen.aot import ARENAS, emit_model, state_struct_bytes
+from .codegen import ARENAS
+from .codegen.aot import emit_model, state_struct_bytes
 from .codegen.module_name import DEFAULT as DEFAULT_MODULE, check_module_name, rename
 from .frontend import ModelSpec
 from .errors import CompileError

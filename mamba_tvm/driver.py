@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .codegen import ARENAS
 from .codegen.module_name import DEFAULT as DEFAULT_MODULE, api_prefix, check_module_name
 from .errors import BuildError, CompileError, MambaTVMError
 from .progress import step
@@ -93,8 +94,8 @@ def build_model(target: str, model, out: Path | None = None, seq_len: int | None
     if app not in ("run", "rpc"):
         raise CompileError(f"unknown app '{app}' (known: run, rpc)")
     check_module_name(module_name)
-    if arena not in ("static", "caller"):
-        raise CompileError(f"unknown --arena '{arena}' (known: static, caller)")
+    if arena not in ARENAS:
+        raise CompileError(f"unknown --arena '{arena}' (known: {', '.join(ARENAS)})")
     if arena == "caller" and app == "rpc":
         raise CompileError("--arena caller is for the run app and your own firmware; the RPC app and profiling "
                            "use the static arena")

@@ -120,8 +120,6 @@ class _Layout:
     """What the C API looks like for the programs and mode; shared by model.h and model.c."""
 
     def __init__(self, programs: dict[str, PlannedProgram], mode: str, seq_len: int | None, arena: str = "static"):
-        if arena not in ARENAS:
-            raise ValueError(f"unknown arena '{arena}' (known: {', '.join(ARENAS)})")
         self.programs, self.mode, self.seq_len = programs, mode, seq_len
         self.caller_arena = arena == "caller"
         # the arena as the calls see it: the static array, or a local pointer to the caller's
@@ -148,9 +146,6 @@ class _Layout:
             self.input_elems = main.tensors[main.inputs[0]].nbytes // 4
             self.features = main.tensors[main.inputs[0]].shape[-1]
 
-
-#: where the arena lives: a static array in model.c, or the application's (passed to every call)
-ARENAS = ("static", "caller")
 
 ALIGN8 = ["/* 8-byte alignment of the tensors kernels read two floats at a time (passes/pair_accesses.py). */",
           "#ifndef TVMGEN_DEFAULT_ALIGN8", "#if defined(__GNUC__)",

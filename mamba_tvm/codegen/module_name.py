@@ -10,7 +10,6 @@ build file mamba_tvm writes for the model: its sources and the harnesses and app
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..errors import CompileError
 
@@ -38,11 +37,3 @@ def rename(text: str, name: str = DEFAULT) -> str:
     if name == DEFAULT:
         return text
     return _PREFIX.sub(lambda m: f"tvmgen_{name}" if m.group(1).islower() else f"TVMGEN_{name.upper()}", text)
-
-
-def rename_files(paths, name: str = DEFAULT) -> None:
-    """rename() each of these text files in place (files mamba_tvm has just written)."""
-    if name == DEFAULT:
-        return
-    for path in map(Path, paths):
-        path.write_text(rename(path.read_text(), name))

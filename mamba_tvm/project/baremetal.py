@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mamba_tvm.codegen.module_name import DEFAULT as DEFAULT_MODULE, rename_files
+from mamba_tvm.codegen.module_name import DEFAULT as DEFAULT_MODULE
 from mamba_tvm.device.qemu import qemu_command
 from mamba_tvm.errors import BuildError
 from mamba_tvm.project.cores import (
@@ -118,8 +118,7 @@ def write_baremetal_project(
     if not any((d / "model.h").is_file() for d in include_dirs):
         raise BuildError(f"model.h not found next to the model sources ({', '.join(map(str, include_dirs))})")
 
-    copied = copy_runtime(project, [*target.files, RUN_ONCE_MAIN, APP_ARENA])
-    rename_files([project / f for f in copied if f.endswith((".c", ".h"))], module_name)
+    copied = copy_runtime(project, [*target.files, RUN_ONCE_MAIN, APP_ARENA], module_name)
     harness_sources = [f for f in copied if f.endswith((".c", ".s"))]
     (project / "sample_input.h").write_text(sample_input_header(sample_input))
 

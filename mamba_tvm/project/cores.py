@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mamba_tvm.codegen import STRICT_C99
+from mamba_tvm.codegen.module_name import DEFAULT as DEFAULT_MODULE, rename
 from mamba_tvm.device.qemu import MPS2_AN500, XTENSA_SIM, QemuMachine, machine_for_elf
 from mamba_tvm.errors import BuildError
 from mamba_tvm.resources import runtime_dir
@@ -218,12 +219,17 @@ def core_for_elf(elf: Path | str) -> BareMetalCore:
     return next(c for c in CORES.values() if c.machine is machine)
 
 
-def copy_runtime(project: Path, names: tuple[str, ...] | list[str]) -> list[str]:
-    """Copy runtime_c/<name> files flat into `project`; return their file names there."""
+def copy_runtime(project: Path, names: tuple[str, ...] | list[str], module_name: str = DEFAULT_MODULE) -> list[str]:
+    """Copy runtime_c/<name> files flat into `project`; return their file names there. The C
+    files call the model by module_name's names (codegen/module_name.py)."""
     out = []
     for name in names:
-        shutil.copyfile(RUNTIME_DIR / name, project / Path(name).name)
-        out.append(Path(name).name)
+        dst = project / Path(name).name
+        if module_name != DEFAULT_MODULE and dst.suffix in (".c", ".h"):
+            dst.write_text(rename((RUNTIME_DIR / name).read_text(), module_name))
+        else:
+            shutil.copyfile(RUNTIME_DIR / name, dst)
+        out.append(dst.name)
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..codegen.module_name import DEFAULT as DEFAULT_MODULE, rename
 from ..errors import BuildError
 from .baremetal import APP_ARENA, sample_input_header
-from .cores import RUNTIME_DIR
+from .cores import RUNTIME_DIR, copy_runtime
 from .budget import check_budget
 from .rpc_firmware import INFO_HEADER, PROFILE_DEFINE, RPC_DIR, info_header, model_info_header
 
@@ -545,8 +545,7 @@ def write_zephyr_app(out_dir: Path, board, compiled_sources_dir: Path, sample_in
             shutil.copyfile(p, app / "model" / p.name)
     module_name = compiled.module_name if compiled is not None else DEFAULT_MODULE
     if kind == "rpc":
-        for name in (*RPC_APP_SOURCES, *RPC_APP_HEADERS):
-            (app / "rpc" / name).write_text(rename((RPC_DIR / name).read_text(), module_name))
+        copy_runtime(app / "rpc", [f"rpc/{name}" for name in (*RPC_APP_SOURCES, *RPC_APP_HEADERS)], module_name)
     for name, text in files.items():
         (app / name).parent.mkdir(exist_ok=True)
         (app / name).write_text(rename(text, module_name))
